@@ -1,0 +1,1 @@
+"""perfops_cdk."""

@@ -1,0 +1,1 @@
+"""Effects: the only code that runs outside programs or calls AWS."""

@@ -1,0 +1,47 @@
+"""The one place boto3 clients are made.
+
+``PERFOPS_AWS_ENDPOINT`` points every client (and every synthesized provider, see
+``perfops_cdk.constructs.stack``) at one endpoint, the local emulator. Without it,
+boto3's normal endpoint and credential resolution applies: nothing points at the
+emulator by accident.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+ENDPOINT_ENV = "PERFOPS_AWS_ENDPOINT"
+
+# Retries: adaptive mode adds client-side rate limiting on throttling on top of
+# standard mode's backoff; the attempt budget is explicit rather than botocore's default.
+DEFAULT_MAX_ATTEMPTS = 8
+
+
+def endpoint_url() -> str | None:
+    """The emulator endpoint from the environment, or None for real AWS."""
+    value = os.environ.get(ENDPOINT_ENV, "").strip()
+    return value or None
+
+
+def client(
+    service: str,
+    region: str,
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    max_pool_connections: int = 10,
+    endpoint: str | None = None,
+) -> Any:
+    """A boto3 client for ``service`` in ``region`` with explicit retry budget."""
+    config = Config(
+        region_name=region,
+        retries={"mode": "adaptive", "max_attempts": max_attempts},
+        max_pool_connections=max_pool_connections,
+        s3={"addressing_style": "path"},
+    )
+    return boto3.session.Session().client(
+        service, region_name=region, endpoint_url=endpoint or endpoint_url(), config=config
+    )
