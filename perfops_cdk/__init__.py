@@ -1,1 +1,31 @@
-"""perfops_cdk."""
+"""perfops_cdk: load-test fleets on AWS, declared in Python.
+
+from perfops_cdk import App, PerfOpsStack, ImageAsset, Deployment
+# (App is cdktf's App; ``from cdktf import App`` works the same.)
+"""
+
+from perfops_cdk._cdktf import App
+from perfops_cdk.constructs.deployment import Deployment
+from perfops_cdk.constructs.image import ImageAsset, MissingAmi
+from perfops_cdk.constructs.stack import LocalState, PerfOpsStack, S3State
+from perfops_cdk.errors import EffectError, InvalidField, PerfOpsError
+from perfops_cdk.props.deployment import RootVolume, Spot, UserDataPart
+from perfops_cdk.props.network import Rule, SecurityGroup
+
+__all__ = [
+    "App",
+    "Deployment",
+    "EffectError",
+    "ImageAsset",
+    "InvalidField",
+    "LocalState",
+    "MissingAmi",
+    "PerfOpsError",
+    "PerfOpsStack",
+    "RootVolume",
+    "Rule",
+    "S3State",
+    "SecurityGroup",
+    "Spot",
+    "UserDataPart",
+]

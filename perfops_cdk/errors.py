@@ -15,7 +15,7 @@ class PerfOpsError(Exception):
     exit_code = 2
 
 
-class InvalidField(PerfOpsError):  # noqa: N818 - reads as "raise InvalidField(...)"
+class InvalidField(PerfOpsError):
     """A declared value is not allowed.
 
     Raised by validators without knowing the construct path; the construct that

@@ -6,6 +6,7 @@ Used by ``perfops local-aws``, ``make demo`` and the tests. Always binds port 0
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +28,9 @@ class Emulator:
 
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
+
+        # One access-log line per API call would bury everything else we print.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.url = ""

@@ -1,0 +1,113 @@
+"""Run a perfops app: ``python deployments.py`` and the ``cdktf.json`` app command.
+
+Synthesis is atomic: the app synthesizes into a fresh directory beside the output
+directory, which replaces the old one only when synthesis succeeded, so a mistake in
+a declaration never leaves a half-written ``cdktf.out``. Bad input exits 2 with one
+line on stderr and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from perfops_cdk._cdktf import App
+from perfops_cdk.constructs.stack import COLLECT_IMAGES_CONTEXT, PerfOpsStack
+from perfops_cdk.errors import PerfOpsError
+
+DEFAULT_OUTDIR = "cdktf.out"
+OUTDIR_ENV = "CDKTF_OUTDIR"  # set by the cdktf CLI when it runs the app
+
+Define = Callable[[App], object]
+
+
+@attrs.frozen
+class ImageRequirement:
+    """An image some deployment uses, and the regions it must be available in."""
+
+    stack: str
+    id: str
+    name: str
+    regions: tuple[str, ...]
+    home_region: str
+    uuid: str
+    prebuilt: bool
+    host_modules: tuple[str, ...]
+    container_modules: tuple[str, ...] | None
+    project_dir: str
+
+
+def synth(define: Define, outdir: str | Path | None = None) -> Path:
+    """Declare the app with ``define`` and synthesize it into ``outdir`` atomically."""
+    target = Path(outdir or os.environ.get(OUTDIR_ENV) or DEFAULT_OUTDIR).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        app = App(outdir=str(staging))
+        define(app)
+        app.synth()
+        _replace_dir(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def image_requirements(define: Define) -> list[ImageRequirement]:
+    """Every declared image with the regions its deployments use; nothing is written."""
+    with tempfile.TemporaryDirectory(prefix="perfops-collect-") as scratch:
+        app = App(outdir=scratch, context={COLLECT_IMAGES_CONTEXT: True})
+        define(app)
+        stacks = [c for c in app.node.children if isinstance(c, PerfOpsStack)]
+    return [
+        ImageRequirement(
+            stack=stack.node.id,
+            id=image.node.id,
+            name=image.name,
+            regions=tuple(sorted(image.required_regions)),
+            home_region=stack.home_region,
+            uuid=stack.uuid,
+            prebuilt=image.is_prebuilt,
+            host_modules=image.props.host_modules,
+            container_modules=image.props.container_modules,
+            project_dir=str(stack.project_dir),
+        )
+        for stack in stacks
+        for image in stack.images
+    ]
+
+
+def main(define: Define, argv: Sequence[str] | None = None) -> None:
+    """Entry point of a user's ``deployments.py``.
+
+    No arguments: synthesize. ``--list-images``: print the image requirements as JSON.
+    Bad input exits 2 with one line on stderr.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args == ["--list-images"]:
+            listing: list[dict[str, Any]] = [attrs.asdict(r) for r in image_requirements(define)]
+            print(json.dumps(listing, indent=2))
+        elif args:
+            raise PerfOpsError(f"unknown arguments {' '.join(args)!r}; allowed: --list-images")
+        else:
+            synth(define)
+    except PerfOpsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None

@@ -1,0 +1,1 @@
+"""The perfops command line."""

@@ -1,0 +1,1 @@
+"""Constructs: declare intent and validate it. They never touch AWS or nix."""

@@ -1,0 +1,167 @@
+"""ImageAsset: a machine image available as an AMI in each region that uses it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from perfops_cdk._cdktf import Construct
+from perfops_cdk.constructs.base import check_new_child, located
+from perfops_cdk.constructs.stack import PerfOpsStack
+from perfops_cdk.effects import state_file
+from perfops_cdk.errors import InvalidField, PerfOpsError
+from perfops_cdk.props.fields import to_optional_dict, to_optional_tuple, to_tuple, using
+from perfops_cdk.props.regions import check_region
+
+# The AMI is named "<name>-<32-char store hash>"; AWS allows 128 characters.
+_IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,90}$")
+_AMI_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
+PENDING_AMI = "ami-00000000"  # stands in while requirements are collected; never synthesized
+_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _check_image_name(value: Any, field: str) -> None:
+    if not (isinstance(value, str) and _IMAGE_NAME.match(value)):
+        raise InvalidField(
+            field, value, "must be 3 to 91 letters, digits, '.', '_' or '-', starting alnum"
+        )
+
+
+def _check_ami_ids(value: Any, field: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping) or not value:
+        raise InvalidField(field, value, "must map at least one region to an AMI id")
+    for region, ami in value.items():
+        check_region(region, field)
+        if not (isinstance(ami, str) and _AMI_ID.match(ami)):
+            raise InvalidField(f"{field}[{region!r}]", ami, "must be an AMI id like 'ami-0abc1234'")
+
+
+def _check_folders(value: Any, field: str) -> None:
+    for folder in value or ():
+        if not (isinstance(folder, str) and _FOLDER.match(folder)):
+            raise InvalidField(field, folder, "must be a folder name under container_modules/")
+
+
+@attrs.frozen
+class ImageProps:
+    name: str = attrs.field(validator=using(_check_image_name))
+    host_modules: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
+    container_modules: tuple[str, ...] | None = attrs.field(
+        default=(),
+        converter=to_optional_tuple,
+        validator=using(_check_folders),
+    )
+    ami_ids: dict[str, str] | None = attrs.field(
+        default=None,
+        converter=to_optional_dict,
+        validator=using(_check_ami_ids),
+    )
+
+
+class MissingAmi(PerfOpsError):
+    """An image has no recorded AMI in a region a deployment uses."""
+
+
+class ImageAsset(Construct):
+    """A NixOS image built by nix and published as AMIs by ``--sync-amis``.
+
+    Construction never builds or uploads: synthesis reads the AMI ids that the last
+    sync recorded in the stack's ``state.json``.
+
+    :param name: the image's name; AMIs are named ``<name>-<nix store hash>``.
+    :param host_modules: extra NixOS modules for the host. Default: none.
+    :param container_modules: folders of ``container_modules/`` baked into the image.
+        Default: none. ``None`` means unknown (only for ``from_ami_ids``).
+    """
+
+    def __init__(
+        self,
+        scope: PerfOpsStack,
+        id: str,
+        *,
+        name: str,
+        host_modules: Sequence[str] = (),
+        container_modules: Sequence[str] | None = (),
+        _ami_ids: Mapping[str, str] | None = None,
+    ) -> None:
+        path = check_new_child(scope, id)
+        if not isinstance(scope, PerfOpsStack):
+            raise InvalidField("scope", type(scope).__name__, "must be a PerfOpsStack").at(path)
+        self.props = located(
+            path,
+            lambda: ImageProps(
+                name=name,
+                host_modules=host_modules,
+                container_modules=container_modules,
+                ami_ids=_ami_ids,
+            ),
+        )
+        for other in scope.images:
+            if other.name == self.props.name:
+                raise InvalidField(
+                    "name", name, f"already used by {other.node.path}; image names are unique"
+                ).at(path)
+        super().__init__(scope, id)
+        self.stack = scope
+        self.required_regions: set[str] = set()
+        scope.images.append(self)
+
+    @classmethod
+    def from_ami_ids(
+        cls,
+        scope: PerfOpsStack,
+        id: str,
+        *,
+        name: str,
+        ami_ids: Mapping[str, str],
+        container_modules: Sequence[str] | None = None,
+    ) -> ImageAsset:
+        """An image that already exists as AMIs (one id per region); nothing is built.
+
+        :param container_modules: the ``container_modules/`` folders the AMI holds, if
+            known. Default ``None``: unknown, so HostContainers does not check them.
+        """
+        return cls(scope, id, name=name, container_modules=container_modules, _ami_ids=ami_ids)
+
+    @property
+    def name(self) -> str:
+        return self.props.name
+
+    @property
+    def is_prebuilt(self) -> bool:
+        """True for ``from_ami_ids`` images, which nix does not build."""
+        return self.props.ami_ids is not None
+
+    def ami_ids(self) -> dict[str, str]:
+        """The AMI per region: declared, or recorded by the last sync."""
+        if self.props.ami_ids is not None:
+            return dict(self.props.ami_ids)
+        return state_file.load(self.stack.state_file).ami_ids(self.name)
+
+    def check_regions(self, regions: Sequence[str], user: str) -> dict[str, str]:
+        """The AMI for each of ``regions``; raises naming every region without one.
+
+        While the stack collects image requirements, missing AMIs are recorded instead.
+        """
+        self.required_regions.update(regions)
+        known = self.ami_ids()
+        missing = [r for r in regions if r not in known]
+        if missing and self.stack.collecting_images:
+            return {r: known.get(r, PENDING_AMI) for r in regions}
+        if missing:
+            if self.is_prebuilt:
+                fix = f"add them to ami_ids of {self.node.path}"
+            else:
+                fix = (
+                    f"run: python deployments.py --sync-amis --names {self.name} "
+                    f"--regions {','.join(missing)}"
+                )
+            raise MissingAmi(
+                f"{user}: image: {self.name!r} has no AMI in {', '.join(missing)}; {fix}"
+            )
+        return {r: known[r] for r in regions}

@@ -1,0 +1,1 @@
+"""Planners: pure functions from declarations (and what exists) to plans."""

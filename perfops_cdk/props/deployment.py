@@ -1,0 +1,165 @@
+"""Props of a Deployment: hosts of one image, one instance type, many regions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import attrs
+
+from perfops_cdk.errors import InvalidField
+from perfops_cdk.props.fields import each, int_range, one_of, to_dict, to_tuple, using
+from perfops_cdk.props.network import SecurityGroup
+from perfops_cdk.props.regions import check_region
+from perfops_cdk.props.validators import check_cidr, check_instance_type, check_tags
+
+ROOT_VOLUME_TYPES = frozenset({"gp2", "gp3", "io1", "io2"})
+MAX_HOSTS_PER_REGION = 5000
+# Name, perf-ops, deployment, image, managed-by
+RESERVED_TAGS = 5
+# Keys of aws_instance we set ourselves; raw_attributes may not silently replace them.
+MANAGED_ATTRIBUTES = frozenset(
+    {
+        "ami",
+        "count",
+        "provider",
+        "instance_type",
+        "metadata_options",
+        "root_block_device",
+        "vpc_security_group_ids",
+        "tags",
+        "user_data",
+        "instance_market_options",
+    }
+)
+_USER_DATA_PART_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+@attrs.frozen
+class RootVolume:
+    """The host's root EBS volume. Always encrypted; deleted with the host."""
+
+    size_gib: int = attrs.field(default=30, validator=int_range(8, 16384))
+    volume_type: str = attrs.field(default="gp3", validator=one_of(ROOT_VOLUME_TYPES))
+
+
+def _check_price(value: Any, field: str) -> None:
+    if value is None:
+        return
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        price = Decimal(-1)
+    if not price.is_finite() or price <= 0:
+        raise InvalidField(field, value, "must be a positive USD price per hour, e.g. '0.25'")
+
+
+def _price_text(value: str | float | Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+@attrs.frozen
+class Spot:
+    """One-time spot hosts (``aws_instance`` with spot market options).
+
+    By default the price cap is the on-demand price.
+    """
+
+    max_price: str | None = attrs.field(
+        default=None, converter=_price_text, validator=using(_check_price)
+    )
+
+
+def _check_part_name(value: Any, field: str) -> None:
+    if not (isinstance(value, str) and _USER_DATA_PART_NAME.match(value)):
+        raise InvalidField(field, value, "must be 1 to 63 lowercase letters, digits or '-'")
+
+
+@attrs.frozen
+class UserDataPart:
+    """A shell snippet run at first boot. Parts run in ``order``, then declaration order."""
+
+    name: str = attrs.field(validator=using(_check_part_name))
+    script: str = attrs.field(validator=attrs.validators.instance_of(str))
+    order: int = attrs.field(default=50, validator=int_range(0, 100))
+
+
+def _check_regions(value: Any, field: str) -> dict[str, int]:
+    if not isinstance(value, Mapping) or not value:
+        raise InvalidField(field, value, "must map at least one region to a host count")
+    for region, count in value.items():
+        check_region(region, field)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InvalidField(
+                f"{field}[{region!r}]", count, "must be a whole number of hosts, 0 or more"
+            )
+        if count > MAX_HOSTS_PER_REGION:
+            raise InvalidField(
+                f"{field}[{region!r}]", count, f"at most {MAX_HOSTS_PER_REGION} hosts per region"
+            )
+    return dict(value)
+
+
+def _check_security_groups(value: Any, field: str) -> None:
+    seen: set[str] = set()
+    for group in value:
+        if isinstance(group, SecurityGroup):
+            name = group.name
+        elif isinstance(group, str):
+            name = group
+        else:
+            raise InvalidField(field, group, "each item must be a group name or a SecurityGroup")
+        if name in seen:
+            raise InvalidField(field, name, "each security group may be listed once")
+        seen.add(name)
+
+
+def _check_raw(value: Any, field: str) -> None:
+    clash = sorted(MANAGED_ATTRIBUTES.intersection(value))
+    if clash:
+        raise InvalidField(
+            field,
+            clash[0],
+            "is set by Deployment; use its own prop (e.g. root_volume, spot, user_data)",
+        )
+
+
+@attrs.frozen
+class DeploymentProps:
+    """Everything a Deployment declares, validated; see Deployment for the meaning."""
+
+    instance_type: str = attrs.field(validator=using(check_instance_type))
+    regions: dict[str, int] = attrs.field(converter=to_dict, validator=using(_check_regions))
+    security_groups: tuple[str | SecurityGroup, ...] = attrs.field(
+        default=("allow-egress",), converter=to_tuple, validator=using(_check_security_groups)
+    )
+    ssh_cidrs: tuple[str, ...] = attrs.field(
+        default=(), converter=to_tuple, validator=each(check_cidr)
+    )
+    root_volume: RootVolume = attrs.field(
+        factory=RootVolume, validator=attrs.validators.instance_of(RootVolume)
+    )
+    spot: Spot | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Spot))
+    )
+    user_data: tuple[UserDataPart, ...] = attrs.field(default=(), converter=to_tuple)
+    tags: dict[str, str] = attrs.field(
+        factory=dict,
+        converter=to_dict,
+        validator=using(lambda v, f: check_tags(v, f, reserved=RESERVED_TAGS)),
+    )
+    key_name: str | None = None
+    raw_attributes: dict[str, Any] = attrs.field(
+        factory=dict, converter=to_dict, validator=using(_check_raw)
+    )
+
+    @property
+    def used_regions(self) -> tuple[str, ...]:
+        """Regions with at least one host, sorted."""
+        return tuple(sorted(r for r, n in self.regions.items() if n > 0))
+
+    @property
+    def host_count(self) -> int:
+        return sum(self.regions.values())

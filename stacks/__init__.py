@@ -1,0 +1,1 @@
+"""Reusable stacks built from perfops_cdk constructs."""
