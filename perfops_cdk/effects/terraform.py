@@ -158,6 +158,18 @@ class Workspace:
             raise EffectError(f"terraform plan in {self.dir}: {_last_error_line(result.stderr)}")
         return result.returncode == 2
 
+    def planned_changes(self) -> dict[str, list[str]]:
+        """Resource address -> actions, for every resource a plan would change."""
+        self._run("plan", "-input=false", "-no-color", "-out=perfops.tfplan", capture=True)
+        shown = self._run("show", "-json", "perfops.tfplan", capture=True).stdout
+        (self.dir / "perfops.tfplan").unlink(missing_ok=True)
+        changes = json.loads(shown).get("resource_changes", [])
+        return {
+            c["address"]: c["change"]["actions"]
+            for c in changes
+            if c["change"]["actions"] != ["no-op"]
+        }
+
     def plan_text(self) -> str:
         return self._run("plan", "-input=false", "-no-color", capture=True).stdout
 

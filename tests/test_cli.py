@@ -1,0 +1,155 @@
+"""The perfops command line, driven with typer's CliRunner and as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from perfops_cdk.cli.main import app
+from perfops_cdk.effects import aws
+from perfops_cdk.effects.emulator import Emulator
+
+REPO = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+DEPLOYMENTS = """
+from perfops_cdk import App, Deployment, ImageAsset, PerfOpsStack
+from perfops_cdk.app import main
+
+AMIS = {amis}
+
+
+def define(app: App) -> None:
+    stack = PerfOpsStack(app, "perf-ops", uuid="cliuuid1")
+    image = ImageAsset.from_ami_ids(stack, "node", name="node-v1", ami_ids=AMIS)
+    Deployment(stack, "steady", image=image, instance_type="t3.micro",
+               regions={regions})
+
+
+main(define)
+"""
+
+
+def project(
+    root: Path, regions: str = '{"eu-west-1": 2}', amis: dict[str, str] | None = None
+) -> Path:
+    """A minimal perfops project: cdktf.json and a deployments.py."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "cdktf.json").write_text(json.dumps({"app": "python deployments.py"}))
+    amis = amis or {"eu-west-1": "ami-0123456789abcdef0"}
+    (root / "deployments.py").write_text(
+        textwrap.dedent(DEPLOYMENTS).format(amis=repr(amis), regions=regions)
+    )
+    return root
+
+
+@pytest.fixture
+def in_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = project(tmp_path / "proj")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    return root
+
+
+def test_synth_writes_the_stack(in_project: Path) -> None:
+    """`perfops synth` runs the app from cdktf.json and reports the stacks written."""
+    result = runner.invoke(app, ["synth"])
+    assert result.exit_code == 0, result.output
+    assert "synthesized perf-ops" in result.output
+    stack = json.loads((in_project / "cdktf.out/stacks/perf-ops/cdk.tf.json").read_text())
+    assert stack["resource"]["aws_instance"]["steady_euwest1"]["count"] == 2
+
+
+def test_synth_bad_input_exits_2_and_keeps_output(in_project: Path) -> None:
+    """A typo exits 2 with one line and no traceback; the previous output survives."""
+    assert runner.invoke(app, ["synth"]).exit_code == 0
+    before = (in_project / "cdktf.out/stacks/perf-ops/cdk.tf.json").read_text()
+    project(in_project, regions='{"eu-west-1": -3}')
+    result = subprocess.run(
+        [sys.executable, "-m", "perfops_cdk.cli.main", "synth"],
+        cwd=in_project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: perf-ops/steady: regions['eu-west-1']: -3 is not allowed; "
+        "must be a whole number of hosts, 0 or more"
+    )
+    assert (in_project / "cdktf.out/stacks/perf-ops/cdk.tf.json").read_text() == before
+
+
+def test_outside_a_project_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Running perfops where no cdktf.json is found says so and exits 2."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["synth"])
+    assert result.exit_code == 2
+    assert "no cdktf.json here or above" in result.output
+
+
+def test_status_shows_planned_and_running_hosts(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Status joins the declared hosts with what EC2 runs under this uuid."""
+    ec2 = aws.client("ec2", "eu-west-1")
+    ami = ec2.register_image(Name="node-v1-x", RootDeviceName="/dev/xvda")["ImageId"]
+    root = project(tmp_path / "proj", amis={"eu-west-1": ami})
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    tags = [{"Key": "perf-ops", "Value": "cliuuid1"}, {"Key": "deployment", "Value": "steady"}]
+    launched = ec2.run_instances(
+        ImageId=ami,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )["Instances"]
+    result = runner.invoke(app, ["status"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(line for line in lines if "deployment" in line)
+    row = next(line for line in lines if "steady" in line)
+    cells = dict(zip(cells_of(header), cells_of(row), strict=True))
+    assert (cells["deployment"], cells["region"]) == ("steady", "eu-west-1")
+    assert (cells["planned"], cells["running"], cells["AMI"]) == ("2", "1", ami)
+    assert cells["instances"] == launched[0]["InstanceId"]
+
+
+def cells_of(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("│┃").split("│" if "│" in line else "┃")]
+
+
+def test_local_aws_serves_until_interrupted(tmp_path: Path) -> None:
+    """`perfops local-aws` prints the environment of a live emulator and stops on SIGINT."""
+    env_file = tmp_path / "env"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "perfops_cdk.cli.main", "local-aws", "--env-file", str(env_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not env_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        exports = dict(
+            line.removeprefix("export ").split("=", 1) for line in env_file.read_text().splitlines()
+        )
+        assert exports["PERFOPS_AWS_ENDPOINT"].startswith("http://127.0.0.1:")
+        ec2 = aws.client("ec2", "us-east-1", endpoint=exports["PERFOPS_AWS_ENDPOINT"])
+        assert ec2.describe_regions()["Regions"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert process.returncode == 0
+    assert os.path.exists(env_file)
