@@ -50,6 +50,7 @@ def synth(define: Define, outdir: str | Path | None = None) -> Path:
     target = Path(outdir or os.environ.get(OUTDIR_ENV) or DEFAULT_OUTDIR).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp's 0700 would make cdktf.out private to its writer
     try:
         app = App(outdir=str(staging))
         define(app)
