@@ -153,3 +153,31 @@ def test_local_aws_serves_until_interrupted(tmp_path: Path) -> None:
         process.wait(timeout=30)
     assert process.returncode == 0
     assert os.path.exists(env_file)
+
+
+@pytest.mark.terraform
+def test_deploy_then_destroy_through_the_cli(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`perfops deploy -y` creates the declared hosts; `perfops destroy -y` removes them."""
+    ec2 = aws.client("ec2", "eu-west-1")
+    ami = ec2.register_image(Name="node-v1-x", RootDeviceName="/dev/xvda")["ImageId"]
+    root = project(tmp_path / "proj", regions='{"eu-west-1": 1}', amis={"eu-west-1": ami})
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+
+    def live() -> list[str]:
+        reservations = ec2.describe_instances(
+            Filters=[
+                {"Name": "tag:perf-ops", "Values": ["cliuuid1"]},
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+            ]
+        )["Reservations"]
+        return [i["ImageId"] for r in reservations for i in r["Instances"]]
+
+    deployed = runner.invoke(app, ["deploy", "-y"])
+    assert deployed.exit_code == 0, deployed.output
+    assert live() == [ami]
+    destroyed = runner.invoke(app, ["destroy", "-y"])
+    assert destroyed.exit_code == 0, destroyed.output
+    assert live() == []

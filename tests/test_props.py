@@ -219,3 +219,10 @@ def test_stack_security_groups_can_be_listed_by_name(tmp_path: Path) -> None:
     stack, image = make_stack(tmp_path, security_groups=[http])
     deployment = Deployment(stack, "d1", image=image, security_groups=["allow-http"], **GOOD)
     assert deployment.groups == [http]
+
+
+def test_rejects_image_given_by_name_instead_of_construct(tmp_path: Path) -> None:
+    """`image` takes the ImageAsset itself; a bare name is named in the error."""
+    stack, _ = make_stack(tmp_path)
+    with pytest.raises(InvalidField, match=r"perf-ops/d1: image: 'node-v1' .*ImageAsset of"):
+        Deployment(stack, "d1", image="node-v1", **GOOD)  # type: ignore[arg-type]
