@@ -84,6 +84,7 @@ def _show_status(stacks: dict[str, list[StatusRow]]) -> None:
             "region",
             "planned",
             "running",
+            "containers",
             "AMI",
             "instances",
             "security groups",
@@ -95,6 +96,9 @@ def _show_status(stacks: dict[str, list[StatusRow]]) -> None:
                 row.region,
                 str(row.planned),
                 str(row.running),
+                f"{row.containers_planned} ({row.containers_per_host}/host)"
+                if row.containers_per_host
+                else "-",
                 row.ami,
                 "\n".join(row.instance_ids) or "-",
                 "\n".join(row.security_groups) or "-",

@@ -19,6 +19,12 @@ from perfops_cdk.props.regions import provider_alias
 METADATA_HOP_LIMIT = 2
 
 
+def terraform_literal(text: str) -> str:
+    """``text`` as Terraform will read it back: shell's ``${x}`` and ``%{`` would
+    otherwise be parsed as Terraform template syntax."""
+    return text.replace("${", "$${").replace("%{", "%%{")
+
+
 class Deployment(Construct):
     """Hosts running one image, ``regions[r]`` of them in each region ``r``.
 
@@ -86,6 +92,9 @@ class Deployment(Construct):
         self.stack = scope
         self.image = image
         self.groups = groups
+        # Tags only the hosts carry, added by constructs that extend the deployment
+        # (HostContainers records its container count for ``perfops status``).
+        self.instance_tags: dict[str, str] = {}
         scope.deployments.append(self)
         for region in self.props.used_regions:
             self._declare_region(region)
@@ -98,6 +107,11 @@ class Deployment(Construct):
     @property
     def user_data(self) -> str | None:
         return render_user_data(self._parts)
+
+    @property
+    def user_data_parts(self) -> tuple[UserDataPart, ...]:
+        """The parts added so far, in the order they were added."""
+        return tuple(self._parts)
 
     def _check_parts(self, new: Sequence[UserDataPart]) -> None:
         names = {p.name for p in self._parts}
@@ -188,10 +202,10 @@ class Deployment(Construct):
                     "delete_on_termination": True,
                     "tags": tags,
                 },
-                "tags": tags,
+                "tags": {**self.instance_tags, **tags},
             }
-            if self.user_data:
-                attributes["user_data"] = self.user_data
+            if (user_data := self.user_data) is not None:
+                attributes["user_data"] = terraform_literal(user_data)
             if self.props.key_name:
                 attributes["key_name"] = self.props.key_name
             if self.props.spot is not None:

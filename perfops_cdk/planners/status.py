@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from perfops_cdk.planners.containers import CONTAINERS_TAG
+
 
 @attrs.frozen
 class PlannedHosts:
@@ -19,6 +21,7 @@ class PlannedHosts:
     instance_type: str
     uuid: str
     security_groups: tuple[str, ...]
+    containers_per_host: int = 0
 
 
 @attrs.frozen
@@ -42,6 +45,12 @@ class StatusRow:
     ami: str
     instance_ids: tuple[str, ...]
     security_groups: tuple[str, ...]
+    containers_per_host: int = 0
+
+    @property
+    def containers_planned(self) -> int:
+        """Load-client containers across this row's planned hosts."""
+        return self.planned * self.containers_per_host
 
 
 def planned_hosts(stack_json: Mapping[str, Any]) -> list[PlannedHosts]:
@@ -69,9 +78,18 @@ def planned_hosts(stack_json: Mapping[str, Any]) -> list[PlannedHosts]:
                 instance_type=instance.get("instance_type", "?"),
                 uuid=tags.get("perf-ops", "?"),
                 security_groups=groups,
+                containers_per_host=_count(tags.get(CONTAINERS_TAG)),
             )
         )
     return sorted(planned, key=lambda p: (p.deployment, p.region))
+
+
+def _count(tag: Any) -> int:
+    """A count from a tag value; 0 when absent or not a number (e.g. set by hand)."""
+    try:
+        return max(0, int(tag))
+    except (TypeError, ValueError):
+        return 0
 
 
 LIVE_STATES = frozenset({"pending", "running"})
@@ -95,6 +113,7 @@ def status_rows(planned: Iterable[PlannedHosts], hosts: Iterable[Host]) -> list[
                 ami=plan.ami,
                 instance_ids=tuple(sorted(h.instance_id for h in live)),
                 security_groups=plan.security_groups,
+                containers_per_host=plan.containers_per_host,
             )
         )
     return rows
