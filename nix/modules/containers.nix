@@ -169,7 +169,8 @@ in
 
     services.dbus.packages = lib.optional (cfg.maxPerHost > 250) dbusLimits;
 
-    environment.systemPackages = [ spawner cfg.extraContainerPackage pkgs.jq ];
+    # mdadm: the opt-in NVMe RAID0 user-data part assembles instance-store disks.
+    environment.systemPackages = [ spawner cfg.extraContainerPackage pkgs.jq pkgs.mdadm ];
 
     environment.etc = {
       "perfops/lib/containers.nix".source = ../lib/containers.nix;
@@ -187,7 +188,9 @@ in
       description = "Spawn perfops load-client containers from ${specPath}";
       wantedBy = [ "multi-user.target" ];
       wants = [ "network-online.target" ];
-      after = [ "network-online.target" "nix-daemon.socket" ];
+      # After amazon-init: on a reboot, user data remounts the NVMe RAID0 array that
+      # holds the containers' state before any container starts.
+      after = [ "network-online.target" "nix-daemon.socket" "amazon-init.service" ];
       # Without a spec baked in, a host whose user data has not run yet
       # (first boot) has nothing to spawn; user data runs the spawner itself.
       unitConfig = lib.optionalAttrs (cfg.imageSpec == null) { ConditionPathExists = specPath; };

@@ -77,6 +77,10 @@ def status(
 
 
 def _show_status(stacks: dict[str, list[StatusRow]]) -> None:
+    if not console.is_terminal:
+        # Piped or logged output has no width of its own; rich's 80 columns would
+        # fold every id and name.
+        console.width = max(console.width, 200)
     for stack, rows in stacks.items():
         table = Table(title=f"stack {stack}")
         for column in (
@@ -89,7 +93,7 @@ def _show_status(stacks: dict[str, list[StatusRow]]) -> None:
             "instances",
             "security groups",
         ):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(
                 row.deployment,
