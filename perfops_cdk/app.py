@@ -8,6 +8,7 @@ line on stderr and no traceback.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -43,6 +44,23 @@ class ImageRequirement:
     host_modules: tuple[str, ...]
     container_modules: tuple[str, ...] | None
     project_dir: str
+    nix_file: str | None = None  # absolute; None for prebuilt images
+    attr: str | None = None
+    args: dict[str, str] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> ImageRequirement:
+        """One entry of ``--list-images`` output."""
+        modules = entry.get("container_modules")
+        return cls(
+            **{
+                **entry,
+                "regions": tuple(entry["regions"]),
+                "host_modules": tuple(entry["host_modules"]),
+                "container_modules": None if modules is None else tuple(modules),
+                "args": dict(entry.get("args") or {}),
+            }
+        )
 
 
 def synth(define: Define, outdir: str | Path | None = None) -> Path:
@@ -61,10 +79,21 @@ def synth(define: Define, outdir: str | Path | None = None) -> Path:
     return target
 
 
+# Terraform's working files in a stack directory outlive a synth, as they do under the
+# cdktf CLI: the provider lock file pins checksums, and `cdktf deploy` with a local
+# provider mirror fails without one (hashicorp/terraform-cdk#3568).
+KEPT_STACK_FILES = (".terraform.lock.hcl", ".terraform")
+
+
 def _replace_dir(new: Path, target: Path) -> None:
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
+        for stack in (new / "stacks").glob("*"):
+            for name in KEPT_STACK_FILES:
+                kept = target / "stacks" / stack.name / name
+                if kept.exists() and not (stack / name).exists():
+                    kept.rename(stack / name)
         target.rename(old)
     new.rename(target)
     shutil.rmtree(old, ignore_errors=True)
@@ -88,6 +117,9 @@ def image_requirements(define: Define) -> list[ImageRequirement]:
             host_modules=image.props.host_modules,
             container_modules=image.props.container_modules,
             project_dir=str(stack.project_dir),
+            nix_file=None if image.is_prebuilt else str(image.nix_path),
+            attr=image.nix_attr,
+            args=dict(image.props.args),
         )
         for stack in stacks
         for image in stack.images
@@ -98,17 +130,50 @@ def main(define: Define, argv: Sequence[str] | None = None) -> None:
     """Entry point of a user's ``deployments.py``.
 
     No arguments: synthesize. ``--list-images``: print the image requirements as JSON.
-    Bad input exits 2 with one line on stderr.
+    ``--sync-amis [--names ...] [--regions ...] [--home R] [--force] [--dry-run]``:
+    publish the images as AMIs (see ``perfops images sync``), then synthesize (not
+    after ``--dry-run``). Bad input exits 2 with one line on stderr.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if args == ["--list-images"]:
             listing: list[dict[str, Any]] = [attrs.asdict(r) for r in image_requirements(define)]
             print(json.dumps(listing, indent=2))
+        elif args and args[0] == "--sync-amis":
+            options = _sync_arguments(args[1:])
+            from perfops_cdk.cli.images import run_sync  # rich and boto3 only when syncing
+
+            run_sync(image_requirements(define), **options)
+            if not options["dry_run"]:
+                synth(define)
         elif args:
-            raise PerfOpsError(f"unknown arguments {' '.join(args)!r}; allowed: --list-images")
+            raise PerfOpsError(
+                f"unknown arguments {' '.join(args)!r}; allowed: --list-images, --sync-amis"
+            )
         else:
             synth(define)
     except PerfOpsError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(error.exit_code) from None
+
+
+def _sync_arguments(args: list[str]) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog="deployments.py --sync-amis", add_help=False, exit_on_error=False
+    )
+    parser.add_argument("--names", nargs="+")
+    parser.add_argument("--regions", nargs="+")
+    parser.add_argument("--home")
+    parser.add_argument("--method", choices=("ebs", "import"), default="ebs")
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--dry-run", action="store_true")
+    try:
+        parsed, unknown = parser.parse_known_args(args)
+    except argparse.ArgumentError as error:
+        raise PerfOpsError(f"--sync-amis: {error}") from None
+    if unknown:
+        raise PerfOpsError(
+            f"--sync-amis: unknown arguments {' '.join(unknown)!r}; allowed: --names, "
+            "--regions, --home, --method, --force, --dry-run"
+        )
+    return vars(parsed)

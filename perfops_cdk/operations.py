@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from perfops_cdk.effects import ec2_instances
@@ -17,31 +18,30 @@ def workspaces(project: Project, stack: str | None = None) -> list[Workspace]:
     return [Workspace(project.stack_dir(n), project.root) for n in names]
 
 
-def deploy(
-    project: Project, *, auto_approve: bool, stack: str | None = None, quiet: bool = False
-) -> list[str]:
-    """Synthesize, then ``terraform init`` and ``apply`` every stack.
-
-    Returns terraform's summary per stack (only captured when ``quiet``).
-    """
+def _each_stack(project: Project, stack: str | None, act: Callable[[Workspace], str]) -> list[str]:
+    """Synthesize, then ``terraform init`` and ``act`` in every stack; their summaries."""
     project.synth()
     summaries = []
     for workspace in workspaces(project, stack):
         workspace.init()
-        summaries.append(workspace.apply(auto_approve=auto_approve, quiet=quiet))
+        summaries.append(act(workspace))
     return summaries
+
+
+def deploy(
+    project: Project, *, auto_approve: bool, stack: str | None = None, quiet: bool = False
+) -> list[str]:
+    """Create or update every stack's resources (summaries captured only when ``quiet``)."""
+    return _each_stack(project, stack, lambda ws: ws.apply(auto_approve=auto_approve, quiet=quiet))
 
 
 def destroy(
     project: Project, *, auto_approve: bool, stack: str | None = None, quiet: bool = False
 ) -> list[str]:
-    """Synthesize, then ``terraform destroy`` every stack."""
-    project.synth()
-    summaries = []
-    for workspace in workspaces(project, stack):
-        workspace.init()
-        summaries.append(workspace.destroy(auto_approve=auto_approve, quiet=quiet))
-    return summaries
+    """Destroy every stack's resources."""
+    return _each_stack(
+        project, stack, lambda ws: ws.destroy(auto_approve=auto_approve, quiet=quiet)
+    )
 
 
 def status(project: Project, *, synth: bool = True) -> dict[str, list[StatusRow]]:

@@ -293,3 +293,15 @@ def test_deployments_script_exits_2_without_traceback(tmp_path: Path) -> None:
     )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "cdktf.out").exists()
+
+
+def test_resynth_keeps_terraform_lock_file_and_working_dir(tmp_path: Path) -> None:
+    """Like the cdktf CLI, a new synth keeps each stack's lock file and .terraform."""
+    stack_dir = tmp_path / "cdktf.out" / "stacks" / "perf-ops"
+    synth_json(tmp_path, two_region_fleet)
+    (stack_dir / ".terraform.lock.hcl").write_text("# lock\n")
+    (stack_dir / ".terraform").mkdir()
+    synth_json(tmp_path, two_region_fleet)
+    assert (stack_dir / ".terraform.lock.hcl").read_text() == "# lock\n"
+    assert (stack_dir / ".terraform").is_dir()
+    assert (stack_dir / "cdk.tf.json").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -13,7 +14,13 @@ from perfops_cdk.constructs.base import check_new_child, located
 from perfops_cdk.constructs.stack import PerfOpsStack
 from perfops_cdk.effects import state_file
 from perfops_cdk.errors import InvalidField, PerfOpsError
-from perfops_cdk.props.fields import to_optional_dict, to_optional_tuple, to_tuple, using
+from perfops_cdk.props.fields import (
+    to_dict,
+    to_optional_dict,
+    to_optional_tuple,
+    to_tuple,
+    using,
+)
 from perfops_cdk.props.regions import check_region
 
 # The AMI is named "<name>-<32-char store hash>"; AWS allows 128 characters.
@@ -21,6 +28,10 @@ _IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,90}$")
 _AMI_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 PENDING_AMI = "ami-00000000"  # stands in while requirements are collected; never synthesized
 _FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-9_'-]*)*$")
+_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
+# The project's image expression: ``images.<construct id>.image`` there is built by mkImage.
+DEFAULT_NIX_FILE = "nix/default.nix"
 
 
 def _check_image_name(value: Any, field: str) -> None:
@@ -47,6 +58,22 @@ def _check_folders(value: Any, field: str) -> None:
             raise InvalidField(field, folder, "must be a folder name under container_modules/")
 
 
+def _check_nix_file(value: Any, field: str) -> None:
+    if not (isinstance(value, str) and value.endswith(".nix")):
+        raise InvalidField(field, value, "must be a path to a .nix file, relative to the project")
+
+
+def _check_attr(value: Any, field: str) -> None:
+    if value is not None and not (isinstance(value, str) and _ATTR.match(value)):
+        raise InvalidField(field, value, "must be a nix attribute path like 'images.k6.image'")
+
+
+def _check_args(value: Any, field: str) -> None:
+    for key, arg in value.items():
+        if not (isinstance(key, str) and _ARG.match(key) and isinstance(arg, str)):
+            raise InvalidField(f"{field}[{key!r}]", arg, "must map argument names to strings")
+
+
 @attrs.frozen
 class ImageProps:
     name: str = attrs.field(validator=using(_check_image_name))
@@ -60,6 +87,11 @@ class ImageProps:
         default=None,
         converter=to_optional_dict,
         validator=using(_check_ami_ids),
+    )
+    nix_file: str = attrs.field(default=DEFAULT_NIX_FILE, validator=using(_check_nix_file))
+    attr: str | None = attrs.field(default=None, validator=using(_check_attr))
+    args: dict[str, str] = attrs.field(
+        factory=dict, converter=to_dict, validator=using(_check_args)
     )
 
 
@@ -77,6 +109,15 @@ class ImageAsset(Construct):
     :param host_modules: extra NixOS modules for the host. Default: none.
     :param container_modules: folders of ``container_modules/`` baked into the image.
         Default: none. ``None`` means unknown (only for ``from_ami_ids``).
+    :param nix_file: the nix expression that builds the image; a relative path is
+        relative to the directory the app runs in (where ``cdktf.json`` is). Default
+        ``nix/default.nix`` (its ``mkImage`` images).
+    :param attr: the attribute of ``nix_file`` to build. Default ``images.<id>.image``
+        for the default file, none (the file's top-level derivation) otherwise.
+    :param args: ``--argstr`` arguments for ``nix_file``. Default: none.
+
+    The output's ``nix-support/image-info.json`` describes the disk, as NixOS image
+    builders write it; ``nix/test-image`` is a small image that needs no nixpkgs.
     """
 
     def __init__(
@@ -87,6 +128,9 @@ class ImageAsset(Construct):
         name: str,
         host_modules: Sequence[str] = (),
         container_modules: Sequence[str] | None = (),
+        nix_file: str = DEFAULT_NIX_FILE,
+        attr: str | None = None,
+        args: Mapping[str, str] | None = None,
         _ami_ids: Mapping[str, str] | None = None,
     ) -> None:
         path = check_new_child(scope, id)
@@ -99,6 +143,9 @@ class ImageAsset(Construct):
                 host_modules=host_modules,
                 container_modules=container_modules,
                 ami_ids=_ami_ids,
+                nix_file=nix_file,
+                attr=attr,
+                args=args or {},
             ),
         )
         for other in scope.images:
@@ -108,6 +155,7 @@ class ImageAsset(Construct):
                 ).at(path)
         super().__init__(scope, id)
         self.stack = scope
+        self.nix_path = (Path.cwd() / self.props.nix_file).resolve()
         self.required_regions: set[str] = set()
         scope.images.append(self)
 
@@ -131,6 +179,13 @@ class ImageAsset(Construct):
     @property
     def name(self) -> str:
         return self.props.name
+
+    @property
+    def nix_attr(self) -> str | None:
+        """The attribute built from ``nix_file`` (see ``attr``)."""
+        if self.props.attr is not None:
+            return self.props.attr
+        return f"images.{self.node.id}.image" if self.props.nix_file == DEFAULT_NIX_FILE else None
 
     @property
     def is_prebuilt(self) -> bool:

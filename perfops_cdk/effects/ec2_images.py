@@ -164,15 +164,13 @@ def find_images_by_tag(ec2: Any, key: str, value: str | None = None) -> list[Ima
     return _describe_images(ec2, [{"Name": f"tag:{key}", "Values": [value]}])
 
 
-def find_snapshots_by_tag(ec2: Any, key: str, value: str) -> list[dict[str, Any]]:
-    """This account's snapshots tagged ``key=value``, as EC2 describes them."""
-    return _paginate(
-        ec2,
-        "describe_snapshots",
-        "Snapshots",
-        OwnerIds=["self"],
-        Filters=[{"Name": f"tag:{key}", "Values": [value]}],
-    )
+def find_snapshots_by_tag(ec2: Any, key: str, value: str | None = None) -> list[dict[str, Any]]:
+    """This account's snapshots tagged ``key`` (``=value`` when given), as EC2 describes them."""
+    if value is None:
+        where = {"Name": "tag-key", "Values": [key]}
+    else:
+        where = {"Name": f"tag:{key}", "Values": [value]}
+    return _paginate(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=[where])
 
 
 def tag_resources(ec2: Any, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:

@@ -2,13 +2,19 @@
 
 Written atomically (temp file, fsync, rename) so a crash never leaves half a file;
 read by synthesis, which never builds or uploads. Holds ids only, never a secret.
+A sync holds an exclusive ``flock`` on ``state.json.lock`` beside it, which the kernel
+releases when the process dies, so a killed sync never leaves a stale lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +111,94 @@ def write_atomically(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class SyncLocked(PerfOpsError):
+    """Another process holds the state file's lock."""
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.lock")
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the state file's lock for the block; refuse at once when another sync holds it."""
+    target = lock_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise SyncLocked(
+                f"{path}: another image sync (pid {holder}) is running; wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def is_locked(path: Path) -> bool:
+    """True while a sync holds the lock of ``path``."""
+    target = lock_path(path)
+    if not target.exists():
+        return False
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+class Recorder:
+    """The state of one sync, saved atomically after every change; thread-safe."""
+
+    def __init__(self, path: Path, state: SyncState) -> None:
+        self.path = path
+        self._images = dict(state.images)
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> SyncState:
+        with self._lock:
+            return SyncState(images=dict(self._images))
+
+    def start_image(self, image: str, ami_name: str, home_region: str) -> None:
+        """Begin recording ``image``; a new identity drops the old identity's regions."""
+        with self._lock:
+            old = self._images.get(image)
+            regions = old.regions if old is not None and old.ami_name == ami_name else {}
+            self._images[image] = ImageRecord(ami_name, home_region, dict(regions))
+            self._save()
+
+    def set_region(self, image: str, region: str, **changes: Any) -> None:
+        """Update one region of ``image`` (``ami_id``, ``snapshot_id``, ``state``, ...)."""
+        with self._lock:
+            record = self._images[image]
+            entry = attrs.evolve(record.regions.get(region, RegionImage()), **changes)
+            self._images[image] = attrs.evolve(record, regions={**record.regions, region: entry})
+            self._save()
+
+    def forget(self, removed: dict[str, set[str]]) -> None:
+        """Drop regions (image -> regions) whose AMIs were deleted."""
+        with self._lock:
+            for image, regions in removed.items():
+                record = self._images.get(image)
+                if record is None:
+                    continue
+                left = {r: v for r, v in record.regions.items() if r not in regions}
+                if left:
+                    self._images[image] = attrs.evolve(record, regions=left)
+                else:
+                    del self._images[image]
+            self._save()
+
+    def _save(self) -> None:
+        save(self.path, SyncState(images=dict(self._images)))

@@ -1,0 +1,26 @@
+"""Ask a project's app which images it declares and which regions its deployments use."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from perfops_cdk.app import ImageRequirement
+from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.project import Project
+
+
+def project_requirements(project: Project) -> list[ImageRequirement]:
+    """Run ``<app> --list-images`` in the project (the app's own error on failure)."""
+    result = subprocess.run(
+        [*project.app, "--list-images"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PerfOpsError(result.stderr.strip().removeprefix("error: ") or "app failed")
+    raw: list[dict[str, Any]] = json.loads(result.stdout)
+    return [ImageRequirement.from_json(entry) for entry in raw]

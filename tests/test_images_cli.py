@@ -1,0 +1,226 @@
+"""``perfops images ...`` and ``deployments.py --sync-amis`` on a small project, against moto."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from perfops_cdk.cli.main import app
+from perfops_cdk.effects import aws, state_file
+from perfops_cdk.effects.emulator import Emulator
+from perfops_cdk.planners.ami_sync import Selection
+from perfops_cdk.publishing import sync as sync_module
+from perfops_cdk.publishing.sync import SyncOptions, sync_images
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_IMAGE = ROOT / "nix" / "test-image" / "default.nix"
+HOME = "eu-west-1"
+USED = "eu-west-1,us-east-1"
+UUID = "cliuuid001"
+
+pytestmark = [
+    pytest.mark.nix,
+    pytest.mark.skipif(shutil.which("nix-build") is None, reason="nix-build not installed"),
+]
+
+DEPLOYMENTS = """
+from perfops_cdk import Deployment, ImageAsset, PerfOpsStack
+from perfops_cdk.app import main
+
+
+def define(app):
+    stack = PerfOpsStack(app, "perf-ops", home_region="eu-west-1")
+    image = ImageAsset(stack, "img", name="cliimg", nix_file={nix!r}, attr="amazonImage",
+                       args={{"seed": {seed!r}}})
+    ImageAsset(stack, "spare", name="spareimg", nix_file={nix!r}, attr="amazonImage",
+               args={{"seed": "spare"}})
+    Deployment(stack, "fleet", image=image, instance_type="t3.micro",
+               regions={{"eu-west-1": 1, "us-east-1": 2}})
+
+
+if __name__ == "__main__":
+    main(define)
+"""
+
+
+@pytest.fixture
+def project(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project whose one deployment uses a fresh test image in two regions."""
+    seed = f"cli-{os.getpid()}-{time.time_ns()}"
+    (tmp_path / "cdktf.json").write_text(json.dumps({"app": "python deployments.py"}))
+    (tmp_path / "deployments.py").write_text(DEPLOYMENTS.format(nix=str(TEST_IMAGE), seed=seed))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PERF_UUID", UUID)
+    monkeypatch.delenv("PERFOPS_PROJECT_DIR", raising=False)
+    sync_module.forget_clients()
+    yield tmp_path
+    sync_module.forget_clients()
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, ["images", *args])
+
+
+def amis(region: str, tag: str = "perf-ops") -> list[dict[str, Any]]:
+    images: list[dict[str, Any]] = aws.client("ec2", region).describe_images(
+        Owners=["self"], Filters=[{"Name": "tag-key", "Values": [tag]}]
+    )["Images"]
+    return images
+
+
+def uuids(region: str) -> set[str]:
+    return {t["Value"] for i in amis(region) for t in i["Tags"] if t["Key"] == "perf-ops"}
+
+
+def test_images_sync_publishes_used_images_and_list_shows_them(project: Path) -> None:
+    """Default selection: the used image in its deployment's regions; the spare one is skipped."""
+    result = invoke("sync")
+    assert result.exit_code == 0, result.output
+    assert "cliimg: cliimg-" in result.output and "available in 2 region(s)" in result.output
+    recorded = state_file.load(project / "state.json")
+    assert set(recorded.images) == {"cliimg"}
+    assert set(recorded.ami_ids("cliimg")) == {"eu-west-1", "us-east-1"}
+    listing = invoke("list", "--regions", USED)
+    assert listing.exit_code == 0, listing.output
+    for ami in recorded.ami_ids("cliimg").values():
+        assert ami in listing.output
+
+
+def test_deployments_sync_amis_dry_run_then_sync_and_synth(project: Path) -> None:
+    """`deployments.py --sync-amis --dry-run` changes nothing; without it, synth uses the AMIs."""
+    run = [sys.executable, "deployments.py", "--sync-amis", "--names", "cliimg"]
+    dry = subprocess.run([*run, "--dry-run"], capture_output=True, text=True, check=False)
+    assert dry.returncode == 0, dry.stderr
+    assert "eu-west-1: upload snapshot, register AMI" in dry.stdout
+    assert "us-east-1: copy from eu-west-1" in dry.stdout
+    assert not (project / "state.json").exists() and not (project / "cdktf.out").exists()
+    done = subprocess.run(run, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    synthesized = (project / "cdktf.out" / "stacks" / "perf-ops" / "cdk.tf.json").read_text()
+    for ami in state_file.load(project / "state.json").ami_ids("cliimg").values():
+        assert ami in synthesized
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--names", "clilmg"], "no nix-built image 'clilmg'; did you mean 'cliimg'?"),
+        (["--regions", "eu-wset-1"], "did you mean 'eu-west-1'?"),
+        (["--home", "mars-1"], "'mars-1' is not allowed"),
+        (["--method", "ftp"], "--method: 'ftp' is not allowed"),
+    ],
+)
+def test_bad_sync_input_exits_2_with_one_line(project: Path, args: list[str], message: str) -> None:
+    """Unknown image names and region typos: one line on stderr, exit 2, no state written."""
+    result = invoke("sync", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (project / "state.json").exists()
+
+
+def _other_uuids_image(project: Path) -> None:
+    sync_images(
+        [
+            Selection(
+                name="otherimg",
+                home_region=HOME,
+                regions=(HOME, "us-east-1"),
+                uuid="otheruuid1",
+                project_dir=str(project / "other"),
+                nix_file=str(TEST_IMAGE),
+                attr="amazonImage",
+                args={"seed": f"other-{time.time_ns()}"},
+            )
+        ],
+        options=SyncOptions(poll_s=0.1),
+    )
+
+
+def test_delete_removes_only_this_uuids_images_and_purge_removes_all(project: Path) -> None:
+    """delete needs --yes, spares another uuid's AMIs, and is a success when all is gone."""
+    assert invoke("sync").exit_code == 0
+    _other_uuids_image(project)
+    assert uuids(HOME) == uuids("us-east-1") == {UUID, "otheruuid1"}
+
+    asked = invoke("delete", "--regions", USED)
+    assert asked.exit_code == 2 and "add --yes" in asked.output
+    assert uuids(HOME) == {UUID, "otheruuid1"}
+
+    done = invoke("delete", "--regions", USED, "--yes")
+    assert done.exit_code == 0, done.output
+    assert uuids(HOME) == uuids("us-east-1") == {"otheruuid1"}
+    assert state_file.load(project / "state.json").images == {}
+    snapshots = aws.client("ec2", HOME).describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": "tag:perf-ops", "Values": [UUID]}]
+    )["Snapshots"]
+    assert snapshots == []
+
+    again = invoke("delete", "--regions", USED, "--yes")
+    assert again.exit_code == 0 and "nothing to remove" in again.output
+
+    purged = invoke("purge", "--regions", USED, "--yes")
+    assert purged.exit_code == 0, purged.output
+    assert uuids(HOME) == uuids("us-east-1") == set()
+
+
+def test_delete_refuses_while_a_sync_holds_the_state_lock(project: Path) -> None:
+    """A destructive command during a sync refuses with one line and removes nothing."""
+    assert invoke("sync").exit_code == 0
+    with state_file.locked(project / "state.json"):
+        result = invoke("delete", "--regions", USED, "--yes")
+    assert result.exit_code == 2 and "an image sync is running" in result.output
+    assert uuids(HOME) == {UUID}
+
+
+def test_upload_raw_publishes_a_raw_image_and_reruns_do_nothing(project: Path) -> None:
+    """A raw disk nix did not build becomes AMIs named by its content; a rerun is a no-op."""
+    disk = project / "disk.raw"
+    with disk.open("wb") as f:
+        f.truncate(32 * 1024 * 1024)
+        f.write(os.urandom(1024 * 1024))
+    first = invoke("upload-raw", str(disk), "--name", "rawimg", "--regions", "us-east-1")
+    assert first.exit_code == 0, first.output
+    assert "uploaded 1.0 MiB" in first.output
+    names = {i["Name"] for i in amis("us-east-1")}
+    assert len(names) == 1 and names.pop().startswith("rawimg-")
+    second = invoke("upload-raw", str(disk), "--name", "rawimg", "--regions", "us-east-1")
+    assert second.exit_code == 0 and "up to date in 2 region(s)" in second.output
+    missing = invoke("upload-raw", str(project / "nope.raw"), "--name", "rawimg")
+    assert missing.exit_code == 2 and "nope.raw: no such disk image file" in missing.output
+
+
+def test_purge_s3_shows_objects_needs_yes_and_treats_absent_bucket_as_done(
+    project: Path,
+) -> None:
+    """purge-s3 lists what it removes, removes it with --yes, and succeeds when nothing is left."""
+    s3 = aws.client("s3", HOME)
+    bucket = f"perfops-images-{UUID}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": HOME})
+    s3.put_object(Bucket=bucket, Key="cliimg-abc.vhd", Body=b"vhd")
+    asked = invoke("purge-s3")
+    assert asked.exit_code == 2 and "cliimg-abc.vhd" in asked.output
+    done = invoke("purge-s3", "--yes")
+    assert done.exit_code == 0, done.output
+    assert bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert invoke("purge-s3", "--yes").exit_code == 0
+
+
+def test_lost_state_file_is_rebuilt_from_ami_tags(project: Path) -> None:
+    """`images list --rebuild-state` writes back the AMIs a lost state.json recorded."""
+    assert invoke("sync").exit_code == 0
+    before = state_file.load(project / "state.json").ami_ids("cliimg")
+    (project / "state.json").unlink()
+    result = invoke("list", "--regions", USED, "--rebuild-state")
+    assert result.exit_code == 0, result.output
+    assert state_file.load(project / "state.json").ami_ids("cliimg") == before
