@@ -14,7 +14,6 @@ Per run (moto reset first, in its own process):
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import platform
 import statistics
@@ -27,11 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from upload import _serve, make_image, non_zero_blocks, reset
+from upload import make_image, moto_process, non_zero_blocks, reset
 
 from perfops_cdk.effects import aws
 from perfops_cdk.effects.ebs_snapshot import BLOCK_SIZE, upload_snapshot
-from perfops_cdk.effects.emulator import EMULATOR_ENV
 from perfops_cdk.planners.ami_sync import Selection
 from perfops_cdk.props.regions import DEFAULT_REGIONS
 from perfops_cdk.publishing import sync as sync_module
@@ -115,20 +113,12 @@ def main() -> None:
     parser.add_argument("--data-mib", type=int, default=128)
     args = parser.parse_args()
 
-    parent, child = multiprocessing.Pipe()
-    server = multiprocessing.Process(target=_serve, args=(child,), daemon=True)
-    server.start()
-    url = parent.recv()
-    os.environ.update({aws.ENDPOINT_ENV: url, **EMULATOR_ENV})
     aws.client = _counting_client(aws.client)
-
-    with tempfile.TemporaryDirectory() as tmp:
+    with moto_process() as url, tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "disk.raw"
         make_image(image, args.size_mib, args.data_mib)
         expected = non_zero_blocks(image) * BLOCK_SIZE
         runs = [one_run(url, image, Path(tmp), run) for run in range(args.runs)]
-    parent.send("stop")
-    server.join(timeout=10)
 
     def med(key: str) -> float:
         return float(statistics.median(r[key] for r in runs))

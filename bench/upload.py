@@ -19,6 +19,8 @@ import statistics
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -29,6 +31,21 @@ from perfops_cdk.effects.emulator import EMULATOR_ENV, Emulator
 MIB = 1024 * 1024
 REGION = "us-east-1"
 EXTENT = 2 * MIB
+
+
+@contextmanager
+def moto_process() -> Iterator[str]:
+    """A moto server in its own process, its URL exported to boto3; stopped on exit."""
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=_serve, args=(child,), daemon=True)
+    server.start()
+    url: str = parent.recv()
+    os.environ.update({aws.ENDPOINT_ENV: url, **EMULATOR_ENV})
+    try:
+        yield url
+    finally:
+        parent.send("stop")
+        server.join(timeout=10)
 
 
 def _serve(conn: Connection) -> None:
@@ -73,19 +90,13 @@ def main() -> None:
     parser.add_argument("--data-mib", type=int, default=128)
     args = parser.parse_args()
 
-    parent, child = multiprocessing.Pipe()
-    server = multiprocessing.Process(target=_serve, args=(child,), daemon=True)
-    server.start()
-    url = parent.recv()
-    os.environ.update({aws.ENDPOINT_ENV: url, **EMULATOR_ENV})
-
     methods = [
         ("skip zero blocks and holes", 16, False),
         ("skip zero blocks and holes", 64, False),
         ("every block (NixOS/amis)", 64, True),
     ]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with moto_process() as url, tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "disk.raw"
         make_image(image, args.size_mib, args.data_mib)
         expected = non_zero_blocks(image)
@@ -104,8 +115,6 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
                 sent = result.bytes_sent
             rows.append((name, workers, sent, statistics.median(times), times))
-    parent.send("stop")
-    server.join(timeout=10)
 
     baseline = rows[-1][3]
     print(

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from perfops_cdk._cdktf import Construct, RawResource, TerraformOutput, ref
-from perfops_cdk.constructs.base import check_new_child, located
+from perfops_cdk.constructs.base import located
 from perfops_cdk.constructs.image import ImageAsset
-from perfops_cdk.constructs.stack import MANAGED_BY, PerfOpsStack
+from perfops_cdk.constructs.stack import MANAGED_BY, PerfOpsStack, check_stack_child
 from perfops_cdk.errors import InvalidField
 from perfops_cdk.planners.user_data import check_user_data_size, render_user_data
 from perfops_cdk.props.deployment import DeploymentProps, RootVolume, Spot, UserDataPart
@@ -61,9 +61,7 @@ class Deployment(Construct):
         key_name: str | None = None,
         raw_attributes: Mapping[str, Any] | None = None,
     ) -> None:
-        path = check_new_child(scope, id)
-        if not isinstance(scope, PerfOpsStack):
-            raise InvalidField("scope", type(scope).__name__, "must be a PerfOpsStack").at(path)
+        path = check_stack_child(scope, id)
         self.props = located(
             path,
             lambda: DeploymentProps(

@@ -10,8 +10,8 @@ from typing import Any
 import attrs
 
 from perfops_cdk._cdktf import Construct
-from perfops_cdk.constructs.base import check_new_child, located
-from perfops_cdk.constructs.stack import PerfOpsStack
+from perfops_cdk.constructs.base import located
+from perfops_cdk.constructs.stack import PerfOpsStack, check_stack_child
 from perfops_cdk.effects import state_file
 from perfops_cdk.errors import InvalidField, PerfOpsError
 from perfops_cdk.props.fields import (
@@ -133,9 +133,7 @@ class ImageAsset(Construct):
         args: Mapping[str, str] | None = None,
         _ami_ids: Mapping[str, str] | None = None,
     ) -> None:
-        path = check_new_child(scope, id)
-        if not isinstance(scope, PerfOpsStack):
-            raise InvalidField("scope", type(scope).__name__, "must be a PerfOpsStack").at(path)
+        path = check_stack_child(scope, id)
         self.props = located(
             path,
             lambda: ImageProps(

@@ -175,6 +175,14 @@ class PerfOpsStack(TerraformStack):
         self.add_override("terraform.backend.s3.encrypt", True)
 
 
+def check_stack_child(scope: Construct, id: str) -> str:
+    """The path of a new construct directly in a PerfOpsStack; raises on anything else."""
+    path = check_new_child(scope, id)
+    if not isinstance(scope, PerfOpsStack):
+        raise InvalidField("scope", type(scope).__name__, "must be a PerfOpsStack").at(path)
+    return path
+
+
 def _named_groups(groups: Iterable[SecurityGroup]) -> dict[str, SecurityGroup]:
     named: dict[str, SecurityGroup] = {}
     for group in groups:
