@@ -1,8 +1,10 @@
 # Images of perfops hosts. nixpkgs comes from nix/sources.json, so a build
 # needs network access to releases.nixos.org the first time.
 #
-#   nix-build nix -A images.k6.image       # the amazon image (raw by default)
+#   nix-build nix -A images.k6.image       # the example amazon image (raw by default)
 #   nix-build nix -A images.k6.qemuFull    # a local VM with a persistent disk
+# perfops_cdk builds ImageAssets through nix/image.nix, which calls mkImage with the
+# Python declaration's name and modules.
 { sources ? import ./sources.nix { }, system ? "x86_64-linux" }:
 let
   nixpkgs = sources.nixpkgs;

@@ -119,7 +119,7 @@ def image_requirements(define: Define) -> list[ImageRequirement]:
             project_dir=str(stack.project_dir),
             nix_file=None if image.is_prebuilt else str(image.nix_path),
             attr=image.nix_attr,
-            args=dict(image.props.args),
+            args=image.nix_args,
         )
         for stack in stacks
         for image in stack.images

@@ -140,18 +140,23 @@ def test_finished_snapshot_is_registered_and_unfinished_ones_are_deleted_before_
 def test_image_asset_nix_source_defaults_and_overrides(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Default: nix/default.nix, images.<id>.image; overrides resolve against the app's cwd."""
+    """Default: nix/image.nix given the image's own name and modules; overrides resolve
+    against the app's cwd and take only their own args."""
     monkeypatch.chdir(tmp_path)
     stack = PerfOpsStack(App(outdir=str(tmp_path / "out")), "s", uuid="abcdefghij")
-    default = ImageAsset(stack, "k6", name="k6-v1")
-    assert (default.nix_path, default.nix_attr) == (
-        tmp_path / "nix" / "default.nix",
-        "images.k6.image",
+    default = ImageAsset(
+        stack, "k6", name="k6-v1", container_modules=["k6", "template"], host_modules=["h.nix"]
     )
+    assert (default.nix_path, default.nix_attr) == (tmp_path / "nix" / "image.nix", None)
+    assert default.nix_args == {
+        "name": "k6-v1",
+        "containerModules": "k6,template",
+        "hostModules": "h.nix",
+    }
     custom = ImageAsset(
         stack, "t", name="t-v1", nix_file="img/x.nix", attr="amazonImage", args={"seed": "2"}
     )
-    assert (custom.nix_path, custom.nix_attr, custom.props.args) == (
+    assert (custom.nix_path, custom.nix_attr, custom.nix_args) == (
         tmp_path / "img" / "x.nix",
         "amazonImage",
         {"seed": "2"},

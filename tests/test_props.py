@@ -183,7 +183,7 @@ def test_rejects_image_without_ami_in_a_used_region(tmp_path: Path) -> None:
 def test_nix_image_without_sync_names_the_sync_command(tmp_path: Path) -> None:
     """A nix-built image with nothing synced tells the user which command to run."""
     stack, _ = make_stack(tmp_path)
-    image = ImageAsset(stack, "built", name="built-v1")
+    image = ImageAsset(stack, "built", name="built-v1", container_modules=["k6"])
     with pytest.raises(
         MissingAmi,
         match=r"python deployments.py --sync-amis --names built-v1 "
@@ -202,7 +202,7 @@ def test_rejects_duplicate_image_names(tmp_path: Path) -> None:
     """Image names are AMI name prefixes, so two images cannot share one."""
     stack, _ = make_stack(tmp_path)
     with pytest.raises(InvalidField, match=r"perf-ops/again: name: 'node-v1' .*already used"):
-        ImageAsset(stack, "again", name="node-v1")
+        ImageAsset(stack, "again", name="node-v1", container_modules=["k6"])
 
 
 @pytest.mark.parametrize("ami", ["ami-1", "AMI-0123abcd", "snap-0123abcd"])
@@ -226,3 +226,17 @@ def test_rejects_image_given_by_name_instead_of_construct(tmp_path: Path) -> Non
     stack, _ = make_stack(tmp_path)
     with pytest.raises(InvalidField, match=r"perf-ops/d1: image: 'node-v1' .*ImageAsset of"):
         Deployment(stack, "d1", image="node-v1", **GOOD)  # type: ignore[arg-type]
+
+
+def test_nix_built_image_needs_a_container_module(tmp_path: Path) -> None:
+    """mkImage prebuilds one standard container, so a nix-built image names a folder."""
+    stack, _ = make_stack(tmp_path)
+    with pytest.raises(InvalidField, match=r"perf-ops/bare: container_modules: \[\] .*at least"):
+        ImageAsset(stack, "bare", name="bare-v1")
+
+
+def test_rejects_host_module_that_is_not_a_nix_file(tmp_path: Path) -> None:
+    """Host modules are NixOS module files relative to the project."""
+    stack, _ = make_stack(tmp_path)
+    with pytest.raises(InvalidField, match=r"perf-ops/h: host_modules: 'ssh' .*module file"):
+        ImageAsset(stack, "h", name="h-v1", container_modules=["k6"], host_modules=["ssh"])

@@ -30,8 +30,8 @@ PENDING_AMI = "ami-00000000"  # stands in while requirements are collected; neve
 _FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-9_'-]*)*$")
 _ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
-# The project's image expression: ``images.<construct id>.image`` there is built by mkImage.
-DEFAULT_NIX_FILE = "nix/default.nix"
+# The project's image entry point: mkImage with the construct's own name and modules.
+DEFAULT_NIX_FILE = "nix/image.nix"
 
 
 def _check_image_name(value: Any, field: str) -> None:
@@ -58,6 +58,14 @@ def _check_folders(value: Any, field: str) -> None:
             raise InvalidField(field, folder, "must be a folder name under container_modules/")
 
 
+def _check_host_modules(value: Any, field: str) -> None:
+    for module in value:
+        if not (isinstance(module, str) and module.endswith(".nix") and "," not in module):
+            raise InvalidField(
+                field, module, "must be a NixOS module file relative to the project, e.g. 'h.nix'"
+            )
+
+
 def _check_nix_file(value: Any, field: str) -> None:
     if not (isinstance(value, str) and value.endswith(".nix")):
         raise InvalidField(field, value, "must be a path to a .nix file, relative to the project")
@@ -77,7 +85,9 @@ def _check_args(value: Any, field: str) -> None:
 @attrs.frozen
 class ImageProps:
     name: str = attrs.field(validator=using(_check_image_name))
-    host_modules: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
+    host_modules: tuple[str, ...] = attrs.field(
+        default=(), converter=to_tuple, validator=using(_check_host_modules)
+    )
     container_modules: tuple[str, ...] | None = attrs.field(
         default=(),
         converter=to_optional_tuple,
@@ -106,15 +116,18 @@ class ImageAsset(Construct):
     sync recorded in the stack's ``state.json``.
 
     :param name: the image's name; AMIs are named ``<name>-<nix store hash>``.
-    :param host_modules: extra NixOS modules for the host. Default: none.
-    :param container_modules: folders of ``container_modules/`` baked into the image.
-        Default: none. ``None`` means unknown (only for ``from_ami_ids``).
+    :param host_modules: extra NixOS module files for the host, relative to the project
+        root. Default: none.
+    :param container_modules: folders of ``container_modules/`` baked into the image;
+        the first is also prebuilt as one standard container so its errors surface at
+        build time. Default: none. ``None`` means unknown (only for ``from_ami_ids``).
     :param nix_file: the nix expression that builds the image; a relative path is
         relative to the directory the app runs in (where ``cdktf.json`` is). Default
-        ``nix/default.nix`` (its ``mkImage`` images).
-    :param attr: the attribute of ``nix_file`` to build. Default ``images.<id>.image``
-        for the default file, none (the file's top-level derivation) otherwise.
-    :param args: ``--argstr`` arguments for ``nix_file``. Default: none.
+        ``nix/image.nix``: ``mkImage`` given this image's name and modules.
+    :param attr: the attribute of ``nix_file`` to build. Default: none (the file's
+        top-level derivation).
+    :param args: ``--argstr`` arguments for ``nix_file``. Default: for
+        ``nix/image.nix``, the name and the modules above; otherwise none.
 
     The output's ``nix-support/image-info.json`` describes the disk, as NixOS image
     builders write it; ``nix/test-image`` is a small image that needs no nixpkgs.
@@ -146,6 +159,14 @@ class ImageAsset(Construct):
                 args=args or {},
             ),
         )
+        builds_with_mkimage = _ami_ids is None and self.props.nix_file == DEFAULT_NIX_FILE
+        if builds_with_mkimage and not self.props.container_modules:
+            raise InvalidField(
+                "container_modules",
+                [],
+                "name at least one folder of container_modules/ (mkImage prebuilds one "
+                "standard container from the first), or give nix_file",
+            ).at(path)
         for other in scope.images:
             if other.name == self.props.name:
                 raise InvalidField(
@@ -181,9 +202,19 @@ class ImageAsset(Construct):
     @property
     def nix_attr(self) -> str | None:
         """The attribute built from ``nix_file`` (see ``attr``)."""
-        if self.props.attr is not None:
-            return self.props.attr
-        return f"images.{self.node.id}.image" if self.props.nix_file == DEFAULT_NIX_FILE else None
+        return self.props.attr
+
+    @property
+    def nix_args(self) -> dict[str, str]:
+        """The ``--argstr`` arguments for ``nix_file`` (see ``args``)."""
+        if self.props.nix_file != DEFAULT_NIX_FILE:
+            return dict(self.props.args)
+        return {
+            "name": self.name,
+            "containerModules": ",".join(self.props.container_modules or ()),
+            "hostModules": ",".join(self.props.host_modules),
+            **self.props.args,
+        }
 
     @property
     def is_prebuilt(self) -> bool:
