@@ -181,3 +181,27 @@ def test_deploy_then_destroy_through_the_cli(
     destroyed = runner.invoke(app, ["destroy", "-y"])
     assert destroyed.exit_code == 0, destroyed.output
     assert live() == []
+
+
+CDKTF = REPO / "node_modules" / ".bin" / "cdktf"
+
+
+@pytest.mark.skipif(not CDKTF.exists(), reason="cdktf CLI not installed (run: npm ci)")
+def test_cdktf_cli_synth_runs_the_app(tmp_path: Path) -> None:
+    """`cdktf synth` (the pinned cdktf CLI) runs the app and gets our Terraform JSON."""
+    root = project(tmp_path / "proj")
+    (root / "cdktf.json").write_text(
+        json.dumps({"language": "python", "app": f"{sys.executable} deployments.py"})
+    )
+    result = subprocess.run(
+        [str(CDKTF), "synth"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), "CHECKPOINT_DISABLE": "1", "CI": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    stack = json.loads((root / "cdktf.out/stacks/perf-ops/cdk.tf.json").read_text())
+    assert stack["resource"]["aws_instance"]["steady_euwest1"]["count"] == 2
