@@ -13,6 +13,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from perfops_cdk.errors import EffectError
 
 ENDPOINT_ENV = "PERFOPS_AWS_ENDPOINT"
 
@@ -45,3 +48,21 @@ def client(
     return boto3.session.Session().client(
         service, region_name=region, endpoint_url=endpoint or endpoint_url(), config=config
     )
+
+
+def effect_error(client: Any, operation: str, exc: ClientError | BotoCoreError) -> EffectError:
+    """One line naming the region, the call and AWS's error code and message."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        detail = f"{error.get('Code', '?')}: {error.get('Message', exc)}"
+    else:
+        detail = str(exc)
+    return EffectError(f"{client.meta.region_name}: {operation} failed: {detail}")
+
+
+def call(client: Any, operation: str, **kwargs: Any) -> Any:
+    """``client.<operation>(**kwargs)``, with AWS errors as one EffectError line."""
+    try:
+        return getattr(client, operation)(**kwargs)
+    except (ClientError, BotoCoreError) as exc:
+        raise effect_error(client, operation, exc) from exc

@@ -118,22 +118,6 @@ def _region(ec2: Any) -> str:
     return str(ec2.meta.region_name)
 
 
-def _effect_error(ec2: Any, operation: str, exc: ClientError | BotoCoreError) -> EffectError:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        detail = f"{error.get('Code', '?')}: {error.get('Message', exc)}"
-    else:
-        detail = str(exc)
-    return EffectError(f"{_region(ec2)}: {operation} failed: {detail}")
-
-
-def _call(ec2: Any, operation: str, **kwargs: Any) -> Any:
-    try:
-        return getattr(ec2, operation)(**kwargs)
-    except (ClientError, BotoCoreError) as exc:
-        raise _effect_error(ec2, operation, exc) from exc
-
-
 def _is_gone(exc: EffectError) -> bool:
     cause = exc.__cause__
     return isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in _GONE
@@ -144,7 +128,7 @@ def _paginate(ec2: Any, operation: str, key: str, **kwargs: Any) -> list[dict[st
         pages = ec2.get_paginator(operation).paginate(**kwargs)
         return [item for page in pages for item in page.get(key, [])]
     except (ClientError, BotoCoreError) as exc:
-        raise _effect_error(ec2, operation, exc) from exc
+        raise aws.effect_error(ec2, operation, exc) from exc
 
 
 def _describe_images(ec2: Any, filters: list[dict[str, Any]]) -> list[Image]:
@@ -176,7 +160,7 @@ def find_snapshots_by_tag(ec2: Any, key: str, value: str | None = None) -> list[
 def tag_resources(ec2: Any, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
     """Set ``tags`` on the resources (create_tags overwrites, so it is re-runnable)."""
     if resource_ids and tags:
-        _call(
+        aws.call(
             ec2,
             "create_tags",
             Resources=list(resource_ids),
@@ -186,7 +170,7 @@ def tag_resources(ec2: Any, resource_ids: Sequence[str], tags: Mapping[str, str]
 
 def _describe_image(ec2: Any, image_id: str) -> Image | None:
     try:
-        raw = _call(ec2, "describe_images", ImageIds=[image_id])
+        raw = aws.call(ec2, "describe_images", ImageIds=[image_id])
     except EffectError as exc:
         if _is_gone(exc):
             return None
@@ -221,7 +205,7 @@ def register_image(
         image = existing[0]
     else:
         try:
-            image_id = _call(
+            image_id = aws.call(
                 ec2,
                 "register_image",
                 Name=name,
@@ -309,7 +293,7 @@ def _copy_one(
     if existing:
         image_id = existing[0].image_id
     else:
-        image_id = _call(
+        image_id = aws.call(
             ec2,
             "copy_image",
             SourceRegion=source_region,
@@ -375,7 +359,7 @@ def copy_image_to_regions(
 def delete_snapshot(ec2: Any, snapshot_id: str) -> bool:
     """Delete ``snapshot_id``; False when it was already gone (which is success)."""
     try:
-        _call(ec2, "delete_snapshot", SnapshotId=snapshot_id)
+        aws.call(ec2, "delete_snapshot", SnapshotId=snapshot_id)
     except EffectError as exc:
         if _is_gone(exc):
             return False
@@ -390,7 +374,7 @@ def delete_image(ec2: Any, image_id: str) -> DeletedImage:
         return DeletedImage(_region(ec2), image_id, False, ())
     deregistered = True
     try:
-        _call(ec2, "deregister_image", ImageId=image_id)
+        aws.call(ec2, "deregister_image", ImageId=image_id)
     except EffectError as exc:
         if not _is_gone(exc):
             raise

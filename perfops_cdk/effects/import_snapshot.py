@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import attrs
 from botocore.exceptions import BotoCoreError, ClientError
 
+from perfops_cdk.effects import aws
 from perfops_cdk.errors import EffectError
 
 __all__ = [
@@ -125,11 +126,11 @@ class Boto3Importer:
                     "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
                 }
             ]
-        response = _aws(self.ec2, "import_snapshot", **kwargs)
+        response = aws.call(self.ec2, "import_snapshot", **kwargs)
         return str(response["ImportTaskId"])
 
     def status(self, task_id: str) -> ImportStatus:
-        response = _aws(self.ec2, "describe_import_snapshot_tasks", ImportTaskIds=[task_id])
+        response = aws.call(self.ec2, "describe_import_snapshot_tasks", ImportTaskIds=[task_id])
         tasks = response.get("ImportSnapshotTasks", [])
         if not tasks:
             raise EffectError(f"import task {task_id} not found (tasks are kept for 7 days)")
@@ -141,19 +142,6 @@ class Boto3Importer:
             snapshot_id=detail.get("SnapshotId"),
             message=detail.get("StatusMessage", ""),
         )
-
-
-def _aws(client: Any, operation: str, **kwargs: Any) -> Any:
-    try:
-        return getattr(client, operation)(**kwargs)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise EffectError(
-            f"{client.meta.region_name}: {operation} failed: "
-            f"{error.get('Code', '?')}: {error.get('Message', exc)}"
-        ) from exc
-    except BotoCoreError as exc:
-        raise EffectError(f"{client.meta.region_name}: {operation} failed: {exc}") from exc
 
 
 def file_sha256(path: Path) -> str:
@@ -203,7 +191,7 @@ def upload_to_s3(
     ):
         return S3Object(bucket, key, size, sha256, uploaded=False)
 
-    upload_id = _aws(
+    upload_id = aws.call(
         s3,
         "create_multipart_upload",
         Bucket=bucket,
@@ -213,7 +201,7 @@ def upload_to_s3(
     )["UploadId"]
     try:
         parts = _upload_parts(s3, path, bucket, key, upload_id, size, part_size, workers, progress)
-        _aws(
+        aws.call(
             s3,
             "complete_multipart_upload",
             Bucket=bucket,
@@ -247,7 +235,7 @@ def _upload_parts(
     def put(number: int) -> dict[str, Any]:
         data = os.pread(fd, part_size, (number - 1) * part_size)
         checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
-        response = _aws(
+        response = aws.call(
             s3,
             "upload_part",
             Bucket=bucket,
