@@ -13,6 +13,7 @@ Writes the "## Synth" section of docs/benchmarks.md (other sections are kept).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import platform
@@ -232,16 +233,24 @@ def measure(case: Case, runs: int) -> Result:
         }
         (project / "app.py").write_text(APP.format(case=repr(settings)))
         measured = tuple(run_once(project) for _ in range(runs))
-        stack = json.loads((project / "cdktf.out/stacks/perf-ops/cdk.tf.json").read_text())
-        instances = stack["resource"]["aws_instance"].values()
-        user_data = [i.get("user_data", "") for i in instances]
+        region_stacks = [
+            json.loads(path.read_text())
+            for path in (project / "cdktf.out/stacks").glob("perf-ops-*/cdk.tf.json")
+        ]
+        templates = [
+            t for s in region_stacks for t in s["resource"]["aws_launch_template"].values()
+        ]
+        user_data = [base64.b64decode(t.get("user_data", "")).decode() for t in templates]
         creates = 0
         if case.services_per_host:
             creates = spawner_creates(user_data[0], project / "host")
+        hosts = sum(
+            d["hosts"] for s in region_stacks for d in s["//"]["perfops"]["deployments"].values()
+        )
         return Result(
             case=case,
             runs=measured,
-            hosts_synthesized=sum(int(i["count"]) for i in instances),
+            hosts_synthesized=hosts,
             user_data_bytes=max(len(u.encode()) for u in user_data),
             creates_per_host=creates,
         )
@@ -278,9 +287,9 @@ def render(results: list[Result], runs: int) -> str:
           {platform.python_version()}, cdktf 0.21.0 (core only, no prebuilt AWS bindings).
         - App: generated in a temporary project; one `ImageAsset.from_ami_ids` image with an
           AMI in every region; hosts split evenly over 2 (a) or 4 (b, c) deployments, each
-          spanning every region with `allow-ssh` + `allow-egress`. Hosts are `count` on one
-          `aws_instance` per deployment and region, so synth cost follows deployments x
-          regions, not hosts.
+          spanning every region with `allow-ssh` + `allow-egress`. Hosts are batched instant
+          fleets behind one launch template per deployment and region, in one stack per
+          region, so synth cost follows deployments x regions, not hosts.
         - c: every deployment has `HostContainers` with two k6 services of 125 containers
           (250 per host, 100,000 in all) and the NVMe RAID0 part.
         - wall: process start to exit; median of {runs} runs. peak RSS: `ru_maxrss` from

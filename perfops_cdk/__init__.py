@@ -9,14 +9,17 @@ from perfops_cdk._cdktf import App
 from perfops_cdk.constructs.deployment import Deployment
 from perfops_cdk.constructs.host_containers import HostContainers
 from perfops_cdk.constructs.image import ImageAsset, MissingAmi
-from perfops_cdk.constructs.stack import LocalState, PerfOpsStack, S3State
+from perfops_cdk.constructs.region import LocalState, S3State
+from perfops_cdk.constructs.stack import PerfOpsStack
 from perfops_cdk.errors import EffectError, InvalidField, PerfOpsError
+from perfops_cdk.props.capacity import Capacity
 from perfops_cdk.props.containers import ContainerService
 from perfops_cdk.props.deployment import RootVolume, Spot, UserDataPart
 from perfops_cdk.props.network import Rule, SecurityGroup
 
 __all__ = [
     "App",
+    "Capacity",
     "ContainerService",
     "Deployment",
     "EffectError",

@@ -28,20 +28,25 @@ from cdktf import (  # noqa: E402
     App,
     LocalBackend,
     S3Backend,
+    TerraformDataSource,
+    TerraformElement,
     TerraformOutput,
     TerraformProvider,
     TerraformResource,
     TerraformStack,
 )
-from constructs import Construct  # noqa: E402
+from constructs import Construct, IConstruct  # noqa: E402
 
 __all__ = [
     "App",
     "AwsProvider",
     "Construct",
+    "IConstruct",
     "LocalBackend",
+    "RawDataSource",
     "RawResource",
     "S3Backend",
+    "StackNote",
     "TerraformOutput",
     "TerraformStack",
     "ref",
@@ -51,10 +56,10 @@ AWS_PROVIDER_SOURCE = "hashicorp/aws"
 
 
 class AwsProvider(TerraformProvider):
-    """The hashicorp/aws provider with an alias and plain-dict attributes."""
+    """The hashicorp/aws provider with plain-dict attributes, aliased or the default."""
 
     def __init__(
-        self, scope: Construct, id: str, *, alias: str, attributes: Mapping[str, Any]
+        self, scope: Construct, id: str, *, alias: str | None, attributes: Mapping[str, Any]
     ) -> None:
         # Both must be set before super().__init__: jsii reads the alias override
         # while the base constructor computes the provider's fqn.
@@ -74,6 +79,8 @@ class AwsProvider(TerraformProvider):
 
     @jsii.member(jsii_name="synthesizeAttributes")
     def _synthesize_attributes(self) -> Mapping[str, Any]:
+        if self._alias is None:
+            return dict(self._attributes)
         return {**self._attributes, "alias": self._alias}
 
 
@@ -107,6 +114,45 @@ class RawResource(TerraformResource):
         return self._attributes
 
 
-def ref(resource: RawResource, attribute: str) -> str:
+class RawDataSource(TerraformDataSource):
+    """A Terraform data source of any type whose attributes are a plain dict."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        source_type: str,
+        attributes: Mapping[str, Any],
+        logical_id: str | None = None,
+    ) -> None:
+        self._attributes = attributes
+        super().__init__(scope, id, terraform_resource_type=source_type)
+        if logical_id is not None:
+            self.override_logical_id(logical_id)
+
+    @jsii.member(jsii_name="synthesizeAttributes")
+    def _synthesize_attributes(self) -> Mapping[str, Any]:
+        return self._attributes
+
+
+class StackNote(TerraformElement):
+    """perfops' own summary of a stack, under ``"//"."perfops"`` in its JSON.
+
+    Terraform ignores "//" keys; ``perfops status``, the deploy preflight and the cost
+    estimate read what the constructs declared from here instead of reverse-reading
+    resources. ``produce`` runs at synthesis, after every construct had its say.
+    """
+
+    def __init__(self, scope: Construct, id: str, produce: Callable[[], Mapping[str, Any]]):
+        self._produce = produce
+        super().__init__(scope, id)
+
+    @jsii.member(jsii_name="toTerraform")
+    def to_terraform(self) -> Any:
+        return {"//": {"perfops": dict(self._produce())}}
+
+
+def ref(resource: RawResource | RawDataSource, attribute: str) -> str:
     """A Terraform reference to one attribute of a resource, e.g. its ``id``."""
     return str(resource.get_string_attribute(attribute))

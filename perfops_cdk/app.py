@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from perfops_cdk._cdktf import App
+from perfops_cdk.constructs.image import ImageAsset
 from perfops_cdk.constructs.stack import COLLECT_IMAGES_CONTEXT, PerfOpsStack
 from perfops_cdk.errors import PerfOpsError
 
@@ -104,7 +105,7 @@ def image_requirements(define: Define) -> list[ImageRequirement]:
     with tempfile.TemporaryDirectory(prefix="perfops-collect-") as scratch:
         app = App(outdir=scratch, context={COLLECT_IMAGES_CONTEXT: True})
         define(app)
-        stacks = [c for c in app.node.children if isinstance(c, PerfOpsStack)]
+        stacks = [c for c in app.node.find_all() if isinstance(c, PerfOpsStack)]
     return [
         ImageRequirement(
             stack=stack.node.id,
@@ -116,13 +117,14 @@ def image_requirements(define: Define) -> list[ImageRequirement]:
             prebuilt=image.is_prebuilt,
             host_modules=image.props.host_modules,
             container_modules=image.props.container_modules,
-            project_dir=str(stack.project_dir),
+            # Where the image state lives: per emulator endpoint, or the project.
+            project_dir=str(stack.state_dir),
             nix_file=None if image.is_prebuilt else str(image.nix_path),
             attr=image.nix_attr,
             args=image.nix_args,
         )
         for stack in stacks
-        for image in stack.images
+        for image in ImageAsset.all_in(stack)
     ]
 
 

@@ -16,8 +16,8 @@ from perfops_cdk import operations
 from perfops_cdk.constructs.stack import PROJECT_DIR_ENV, UUID_ENV
 from perfops_cdk.effects import state_file
 from perfops_cdk.effects.emulator import running_emulator
+from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.planners import ami_sync
-from perfops_cdk.planners.status import StatusRow
 from perfops_cdk.project import Project
 from perfops_cdk.publishing.requirements import project_requirements
 from perfops_cdk.publishing.sync import SyncOptions, sync_images
@@ -35,9 +35,18 @@ def sync_demo_images(project: Project, say: Say) -> None:
         say(f"image {line}")
 
 
-def run_demo(
-    project: Project, say: Say, show: Callable[[dict[str, list[StatusRow]]], None]
-) -> None:
+def _check(report: operations.Report, verb: str) -> None:
+    failed = [
+        f"{r.unit.name}: {r.error or (r.outcome and r.outcome.errors)}"
+        for r in report.runs
+        if not r.ok
+    ]
+    if failed or report.leftovers:
+        left = ", ".join(r.line() for r in report.leftovers)
+        raise PerfOpsError(f"demo {verb} failed: {'; '.join(failed) or left}")
+
+
+def run_demo(project: Project, say: Say, show: Callable[[operations.Status], None]) -> None:
     work = project.root / ".perfops" / "demo"
     work.mkdir(parents=True, exist_ok=True)
     saved = {k: os.environ.get(k) for k in (PROJECT_DIR_ENV, UUID_ENV)}
@@ -50,14 +59,14 @@ def run_demo(
             (work / state_file.DEFAULT_STATE_FILE).unlink(missing_ok=True)
             say("nix-build the demo image, upload it (EBS direct), register, copy to regions")
             sync_demo_images(demo, say)
-            say("synth + terraform apply (about a minute: moto starts hosts like EC2 does)")
-            for summary in operations.deploy(demo, auto_approve=True, quiet=True):
-                say(f"terraform: {summary}")
+            say("synth, then terraform apply of each region's stack, concurrently")
+            deployed = operations.deploy(demo, auto_approve=True, progress=say)
+            _check(deployed, "deploy")
             show(operations.status(demo, synth=False))
-            say("terraform destroy")
-            for summary in operations.destroy(demo, auto_approve=True, quiet=True):
-                say(f"terraform: {summary}")
-            say("done: every host and security group was created, listed and destroyed")
+            say("terraform destroy of every region stack, then a look for anything left")
+            destroyed = operations.destroy(demo, auto_approve=True, progress=say)
+            _check(destroyed, "destroy")
+            say("done: every host, fleet and group was created, listed and destroyed")
     finally:
         for key, value in saved.items():
             if value is None:

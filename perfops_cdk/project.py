@@ -17,6 +17,10 @@ from perfops_cdk.app import DEFAULT_OUTDIR, OUTDIR_ENV
 from perfops_cdk.errors import PerfOpsError
 
 CONFIG_FILE = "cdktf.json"
+# Directories tools write to, never sources of the app (hidden ones are skipped too).
+_NOT_SOURCES = frozenset({"node_modules", "cdktf.out", "__pycache__", "result"})
+# What an app's synthesis reads: its code, config, image state, nix expressions.
+_SOURCE_SUFFIXES = (".py", ".json", ".nix", ".txt")
 
 
 @attrs.frozen
@@ -57,6 +61,26 @@ class Project:
         result = subprocess.run(self.app, cwd=self.root, env=env, check=False)
         if result.returncode != 0:
             raise SynthFailed(result.returncode)
+
+    def stale(self) -> bool:
+        """True when the app's sources changed since the last synthesis (or there is
+        none): any file of the project newer than ``manifest.json``, outside the
+        directories tools write to."""
+        manifest = self.outdir / "manifest.json"
+        try:
+            synthesized = manifest.stat().st_mtime
+        except OSError:
+            return True
+        for folder, dirs, files in os.walk(self.root):
+            dirs[:] = [d for d in dirs if d not in _NOT_SOURCES and not d.startswith(".")]
+            for name in files:
+                if name.endswith(_SOURCE_SUFFIXES):
+                    try:
+                        if os.stat(os.path.join(folder, name)).st_mtime > synthesized:
+                            return True
+                    except OSError:
+                        continue
+        return False
 
     def stacks(self) -> list[str]:
         manifest = self.outdir / "manifest.json"

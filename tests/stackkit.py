@@ -38,8 +38,9 @@ def synth_json(
     project: Path,
     declare: Callable[[PerfOpsStack, ImageAsset], object],
     amis: Mapping[str, str] = AMIS,
-) -> dict[str, Any]:
-    """Synthesize one stack declared by ``declare`` and return its Terraform JSON."""
+) -> dict[str, dict[str, Any]]:
+    """Synthesize the stack ``declare`` fills; every synthesized stack's Terraform JSON
+    by stack name (``perf-ops`` and its region stacks ``perf-ops-<region>``)."""
 
     def define(app: App) -> None:
         stack = PerfOpsStack(app, "perf-ops", uuid=UUID, project_dir=project)
@@ -47,5 +48,16 @@ def synth_json(
         declare(stack, image)
 
     outdir = synth(define, project / "cdktf.out")
-    data: dict[str, Any] = json.loads((outdir / "stacks" / "perf-ops" / "cdk.tf.json").read_text())
-    return data
+    return {
+        folder.name: json.loads((folder / "cdk.tf.json").read_text())
+        for folder in (outdir / "stacks").iterdir()
+    }
+
+
+def resources(stacks: Mapping[str, Mapping[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    """Every resource of ``kind`` across stacks, keyed ``<stack>/<logical id>``."""
+    return {
+        f"{name}/{logical}": body
+        for name, data in stacks.items()
+        for logical, body in data.get("resource", {}).get(kind, {}).items()
+    }

@@ -64,9 +64,9 @@ def test_synth_writes_the_stack(in_project: Path) -> None:
     """`perfops synth` runs the app from cdktf.json and reports the stacks written."""
     result = runner.invoke(app, ["synth"])
     assert result.exit_code == 0, result.output
-    assert "synthesized perf-ops" in result.output
-    stack = json.loads((in_project / "cdktf.out/stacks/perf-ops/cdk.tf.json").read_text())
-    assert stack["resource"]["aws_instance"]["steady_euwest1"]["count"] == 2
+    assert "synthesized perf-ops, perf-ops-eu-west-1" in result.output
+    stack = json.loads((in_project / "cdktf.out/stacks/perf-ops-eu-west-1/cdk.tf.json").read_text())
+    assert stack["resource"]["aws_ec2_fleet"]["steady_hosts"]["for_each"]["0"]["hosts"] == 2
 
 
 def test_synth_bad_input_exits_2_and_keeps_output(in_project: Path) -> None:
@@ -106,7 +106,11 @@ def test_status_shows_planned_and_running_hosts(
     root = project(tmp_path / "proj", amis={"eu-west-1": ami})
     monkeypatch.chdir(root)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    tags = [{"Key": "perf-ops", "Value": "cliuuid1"}, {"Key": "deployment", "Value": "steady"}]
+    tags = [
+        {"Key": "perf-ops", "Value": "cliuuid1"},
+        {"Key": "perf-ops:stack", "Value": "perf-ops"},
+        {"Key": "deployment", "Value": "steady"},
+    ]
     launched = ec2.run_instances(
         ImageId=ami,
         MinCount=1,
@@ -114,19 +118,17 @@ def test_status_shows_planned_and_running_hosts(
         InstanceType="t3.micro",
         TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
     )["Instances"]
-    result = runner.invoke(app, ["status"], env={"COLUMNS": "250"})
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    header = next(line for line in lines if "deployment" in line)
-    row = next(line for line in lines if "steady" in line)
-    cells = dict(zip(cells_of(header), cells_of(row), strict=True))
-    assert (cells["deployment"], cells["region"]) == ("steady", "eu-west-1")
-    assert (cells["planned"], cells["running"], cells["AMI"]) == ("2", "1", ami)
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 1, result.output  # 2 planned, 1 live: reality differs
+    header, *rows = result.output.splitlines()
+    [cells] = [dict(zip(header.split("\t"), row.split("\t"), strict=True)) for row in rows]
+    assert (cells["stack"], cells["deployment"], cells["region"]) == (
+        "perf-ops",
+        "steady",
+        "eu-west-1",
+    )
+    assert (cells["planned"], cells["live"], cells["AMI"]) == ("2", "1", ami)
     assert cells["instances"] == launched[0]["InstanceId"]
-
-
-def cells_of(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("│┃").split("│" if "│" in line else "┃")]
 
 
 def test_local_aws_serves_until_interrupted(tmp_path: Path) -> None:
@@ -203,5 +205,5 @@ def test_cdktf_cli_synth_runs_the_app(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(REPO), "CHECKPOINT_DISABLE": "1", "CI": "1"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    stack = json.loads((root / "cdktf.out/stacks/perf-ops/cdk.tf.json").read_text())
-    assert stack["resource"]["aws_instance"]["steady_euwest1"]["count"] == 2
+    stack = json.loads((root / "cdktf.out/stacks/perf-ops-eu-west-1/cdk.tf.json").read_text())
+    assert stack["resource"]["aws_ec2_fleet"]["steady_hosts"]["for_each"]["0"]["hosts"] == 2

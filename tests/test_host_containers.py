@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -24,8 +25,10 @@ from perfops_cdk import (
 from perfops_cdk.app import synth
 from perfops_cdk.cli import main as cli
 from perfops_cdk.effects.terraform import Workspace
+from perfops_cdk.operations.status import Status
 from perfops_cdk.planners import containers as plan
-from perfops_cdk.planners.status import Host, StatusRow, planned_hosts, status_rows
+from perfops_cdk.planners.stacks import HostGroup, read_units
+from perfops_cdk.planners.status import Host, StatusRow, status_rows
 from perfops_cdk.planners.user_data import render_user_data
 from perfops_cdk.props.instance_types import memory_mib
 
@@ -67,7 +70,7 @@ def new_stack(
 
 
 def new_deployment(stack: PerfOpsStack, **changes: Any) -> Deployment:
-    image = next(i for i in stack.images)
+    image = ImageAsset.all_in(stack)[0]
     props: dict[str, Any] = dict(
         image=image, instance_type="r5d.2xlarge", regions={"eu-west-1": 2, "us-east-1": 1}
     )
@@ -345,12 +348,36 @@ def test_bad_input_leaves_an_earlier_synth_output_intact(tmp_path: Path) -> None
 # --- what gets synthesized -------------------------------------------------------------
 
 
-def synthesized(app: App, tmp_path: Path) -> dict[str, Any]:
+def synthesized(app: App, tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """Every synthesized stack's JSON by name."""
     app.synth()
-    stack_json: dict[str, Any] = json.loads(
-        (tmp_path / "out" / "stacks" / "perf-ops" / "cdk.tf.json").read_text()
-    )
-    return stack_json
+    return {
+        folder.name: json.loads((folder / "cdk.tf.json").read_text())
+        for folder in (tmp_path / "out" / "stacks").iterdir()
+    }
+
+
+def templates(stacks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Region -> the load deployment's launch template."""
+    return {
+        name.removeprefix("perf-ops-"): data["resource"]["aws_launch_template"]["load_template"]
+        for name, data in stacks.items()
+        if "resource" in data
+    }
+
+
+def user_data_of(template: dict[str, Any]) -> str:
+    return base64.b64decode(template["user_data"]).decode()
+
+
+def host_groups(outdir: Path) -> list[HostGroup]:
+    """What perfops status reads from a synthesized app."""
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    stacks = {
+        name: json.loads((outdir / "stacks" / name / "cdk.tf.json").read_text())
+        for name in manifest["stacks"]
+    }
+    return [g for unit in read_units(manifest, stacks) for g in unit.groups]
 
 
 def spec_in(user_data: str) -> dict[str, Any]:
@@ -360,15 +387,15 @@ def spec_in(user_data: str) -> dict[str, Any]:
     return document
 
 
-def test_synthesized_instances_carry_the_spec_in_their_user_data(tmp_path: Path) -> None:
-    """Every region's aws_instance holds the same spec and the spawner command."""
+def test_synthesized_templates_carry_the_spec_in_their_user_data(tmp_path: Path) -> None:
+    """Every region's launch template holds the same spec and the spawner command."""
     app, stack = new_stack(tmp_path)
     services = [service(use_recent_state=True), second(environment={"PERFOPS_K6_TARGET": "u"})]
     HostContainers(new_deployment(stack), "clients", services=services)
-    instances = synthesized(app, tmp_path)["resource"]["aws_instance"]
-    assert sorted(instances) == ["load_euwest1", "load_useast1"]
-    for instance in instances.values():
-        user_data = instance["user_data"]
+    found = templates(synthesized(app, tmp_path))
+    assert sorted(found) == ["eu-west-1", "us-east-1"]
+    for template in found.values():
+        user_data = user_data_of(template)
         assert user_data.startswith("#!/bin/sh\n")
         assert f"\n{plan.SPAWNER} {plan.SPEC_PATH}\n" in user_data
         document = spec_in(user_data)
@@ -376,22 +403,24 @@ def test_synthesized_instances_carry_the_spec_in_their_user_data(tmp_path: Path)
         assert [s["containerCount"] for s in document["services"]] == [125, 125]
         assert document["services"][0]["useRecentState"] is True
         assert document["services"][1]["environment"] == {"PERFOPS_K6_TARGET": "u"}
-        assert instance["tags"]["perf-ops-containers"] == "250"
+        instance_tags = next(
+            t["tags"] for t in template["tag_specifications"] if t["resource_type"] == "instance"
+        )
+        assert instance_tags["perf-ops-containers"] == "250"
 
 
 def test_shell_expansions_reach_the_host_unchanged(tmp_path: Path) -> None:
-    """${...} and %{ in user data are escaped so Terraform does not read them as templates."""
+    """${...} and %{ in user data reach the host as written: user data is base64 in the
+    launch template, so Terraform never reads it as a template."""
     app, stack = new_stack(tmp_path)
     part = UserDataPart(name="shell", script='echo "${HOME}" %{x} $${y}\n')
     deployment = new_deployment(stack, user_data=[part])
     HostContainers(deployment, "clients", services=[service()], nvme_raid0=True)
     assert "${block##*/}" in (deployment.user_data or "")
-    synthesized_user_data = synthesized(app, tmp_path)["resource"]["aws_instance"]["load_euwest1"][
-        "user_data"
-    ]
-    assert 'echo "$${HOME}" %%{x} $$${y}\n' in synthesized_user_data
-    assert "$${block##*/}" in synthesized_user_data
-    assert "${" not in synthesized_user_data.replace("$${", "")
+    on_host = user_data_of(templates(synthesized(app, tmp_path))["eu-west-1"])
+    assert 'echo "${HOME}" %{x} $${y}\n' in on_host
+    assert "${block##*/}" in on_host
+    assert on_host == deployment.user_data
 
 
 def test_nvme_raid0_part_runs_before_containers_and_user_parts(tmp_path: Path) -> None:
@@ -459,15 +488,16 @@ def test_four_services_of_250_fit_in_4_kb(tmp_path: Path) -> None:
 
 
 def test_status_shows_containers_planned_per_host_and_region(tmp_path: Path) -> None:
-    """planned_hosts reads the containers tag; a row totals it over its hosts."""
+    """The region stacks record containers per host; a status row totals them."""
     app, stack = new_stack(tmp_path)
     HostContainers(new_deployment(stack), "clients", services=[service(), second()])
-    planned = planned_hosts(synthesized(app, tmp_path))
-    assert [(p.region, p.count, p.containers_per_host) for p in planned] == [
+    synthesized(app, tmp_path)
+    planned = host_groups(tmp_path / "out")
+    assert [(p.region, p.hosts, p.containers_per_host) for p in planned] == [
         ("eu-west-1", 2, 250),
         ("us-east-1", 1, 250),
     ]
-    live = [Host("i-1", "eu-west-1", "load", "running", AMI, "r5d.2xlarge")]
+    live = [Host("i-1", "eu-west-1", "perf-ops", "load", "running", AMI, "r5d.2xlarge")]
     rows = status_rows(planned, live)
     assert [(r.region, r.running, r.containers_planned) for r in rows] == [
         ("eu-west-1", 1, 500),
@@ -476,10 +506,11 @@ def test_status_shows_containers_planned_per_host_and_region(tmp_path: Path) -> 
 
 
 def test_status_shows_no_containers_for_plain_deployments(tmp_path: Path) -> None:
-    """A deployment without HostContainers has no tag and plans 0 containers."""
+    """A deployment without HostContainers plans 0 containers."""
     app, stack = new_stack(tmp_path)
     new_deployment(stack)
-    planned = planned_hosts(synthesized(app, tmp_path))
+    synthesized(app, tmp_path)
+    planned = host_groups(tmp_path / "out")
     assert planned and all(p.containers_per_host == 0 for p in planned)
     assert all(r.containers_planned == 0 for r in status_rows(planned, []))
 
@@ -500,15 +531,16 @@ def synth_demo_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     monkeypatch.setenv("PERFOPS_PROJECT_DIR", str(tmp_path))
     monkeypatch.setenv("PERF_UUID", "abcd1234")
-    return synth(deployments.define, tmp_path / "cdktf.out") / "stacks" / "perf-ops"
+    monkeypatch.delenv("PERFOPS_AWS_ENDPOINT", raising=False)
+    return synth(deployments.define, tmp_path / "cdktf.out")
 
 
 def test_demo_fleet_plans_k6_clients_per_host_and_region(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """deployments.py's fleet: 250 k6 clients per pre-sync host, 50 per full-sync host."""
-    stack_json = json.loads((synth_demo_fleet(tmp_path, monkeypatch) / "cdk.tf.json").read_text())
-    planned = {(p.deployment, p.region): p.containers_per_host for p in planned_hosts(stack_json)}
+    outdir = synth_demo_fleet(tmp_path, monkeypatch)
+    planned = {(p.deployment, p.region): p.containers_per_host for p in host_groups(outdir)}
     assert planned == {
         ("fullSyncDeploy1", "eu-west-2"): 50,
         ("fullSyncDeploy1", "us-east-1"): 50,
@@ -524,21 +556,23 @@ def test_demo_fleet_validates_against_the_provider_schema(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`terraform validate` accepts the user data and tags HostContainers adds."""
-    workspace = Workspace(synth_demo_fleet(tmp_path, monkeypatch), tmp_path)
+    stack_dir = synth_demo_fleet(tmp_path, monkeypatch) / "stacks" / "perf-ops-us-east-1"
+    workspace = Workspace(stack_dir, tmp_path)
     workspace.init()
     report = workspace.validate()
     assert report["valid"] is True, report["diagnostics"]
 
 
-def test_status_table_shows_containers_per_region_and_host() -> None:
+def test_status_table_shows_containers_per_region_and_host(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """The status table has a containers column: the row's total and the per-host count."""
-    rows = [
-        StatusRow("load", "eu-west-1", 2, 1, AMI, ("i-1",), ("sg",), containers_per_host=250),
-        StatusRow("plain", "eu-west-1", 1, 0, AMI, (), ("sg",)),
-    ]
-    with cli.console.capture() as captured:
-        cli._show_status({"perf-ops": rows})
-    lines = captured.get().splitlines()
+    rows = (
+        StatusRow("perf-ops", "load", "eu-west-1", 2, 1, AMI, ("i-1",), containers_per_host=250),
+        StatusRow("perf-ops", "plain", "eu-west-1", 1, 0, AMI, ()),
+    )
+    cli.show_status(Status(rows=rows, regions=("eu-west-1",), synthesized=False))
+    lines = capsys.readouterr().out.splitlines()
     assert "containers" in next(line for line in lines if "deployment" in line)
     assert "500 (250/host)" in next(line for line in lines if "load" in line)
     assert "250" not in next(line for line in lines if "plain" in line)

@@ -27,9 +27,10 @@ pytestmark = [
 REGIONS = ("eu-west-1", "us-east-1")
 
 
-def synthesized(project: Path, amis: dict[str, str]) -> Workspace:
+def synthesized(project: Path, amis: dict[str, str]) -> list[Workspace]:
+    """The region stacks of the fleet, one workspace each."""
     out = synth(lambda app: declare_fleet(app, amis, project), project / "cdktf.out")
-    return Workspace(out / "stacks" / "perf-ops", project)
+    return [Workspace(out / "stacks" / f"perf-ops-{region}", project) for region in REGIONS]
 
 
 def declare_fleet(app: App, amis: dict[str, str], project: Path) -> None:
@@ -71,11 +72,11 @@ def register_amis(regions: tuple[str, ...] = REGIONS) -> dict[str, str]:
 
 def test_synth_output_validates_against_the_provider_schema(tmp_path: Path) -> None:
     """`terraform validate` accepts every attribute we emit (checked by the real schema)."""
-    workspace = synthesized(tmp_path, {r: "ami-0123456789abcdef0" for r in REGIONS})
-    workspace.init()
-    report = workspace.validate()
-    assert report["valid"] is True, report["diagnostics"]
-    assert report["error_count"] == 0
+    for workspace in synthesized(tmp_path, {r: "ami-0123456789abcdef0" for r in REGIONS}):
+        workspace.init()
+        report = workspace.validate()
+        assert report["valid"] is True, report["diagnostics"]
+        assert report["error_count"] == 0
 
 
 def test_provider_comes_from_the_local_mirror(tmp_path: Path) -> None:
@@ -83,7 +84,7 @@ def test_provider_comes_from_the_local_mirror(tmp_path: Path) -> None:
     mirror = find_mirror()
     if mirror is None:
         pytest.skip("no provider mirror on this machine; init uses the public registry")
-    workspace = synthesized(tmp_path, {r: "ami-0123456789abcdef0" for r in REGIONS})
+    workspace = synthesized(tmp_path, {r: "ami-0123456789abcdef0" for r in REGIONS})[0]
     workspace.init()
     installed = list(
         (workspace.dir / ".terraform/providers/registry.terraform.io/hashicorp/aws").glob(
@@ -94,7 +95,9 @@ def test_provider_comes_from_the_local_mirror(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, dict[str, str]]]:
+def applied(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[list[Workspace], dict[str, str]]]:
     """The fleet applied to its own emulator; destroyed by the last test of the module."""
     emulator = Emulator().start()
     with pytest.MonkeyPatch.context() as patch:
@@ -102,10 +105,11 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspac
             patch.setenv(key, value)
         project = tmp_path_factory.mktemp("applied")
         amis = register_amis()
-        workspace = synthesized(project, amis)
-        workspace.init()
-        workspace.apply(quiet=True)
-        yield workspace, amis
+        workspaces = synthesized(project, amis)
+        for workspace in workspaces:
+            workspace.init()
+            workspace.apply()
+        yield workspaces, amis
     emulator.stop()
 
 
@@ -118,7 +122,9 @@ def _instances(region: str) -> list[dict[str, Any]]:
     return [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
 
 
-def test_apply_creates_each_host_in_its_region(applied: tuple[Workspace, dict[str, str]]) -> None:
+def test_apply_creates_each_host_in_its_region(
+    applied: tuple[list[Workspace], dict[str, str]],
+) -> None:
     """boto3 sees every host in the right region, AMI, type, tags and IMDSv2 settings."""
     _, amis = applied
     seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -127,9 +133,9 @@ def test_apply_creates_each_host_in_its_region(applied: tuple[Workspace, dict[st
             tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
             seen.setdefault((tags["deployment"], region), []).append(instance)
             assert instance["ImageId"] == amis[region]
-            assert instance["MetadataOptions"]["HttpTokens"] == "required"
             assert tags["perf-ops"] == UUID and tags["managed-by"] == "perfops_cdk"
-            assert tags["Name"].startswith(f"perf-ops-{UUID}-{tags['deployment']}-{region}-")
+            assert tags["perf-ops:stack"] == "perf-ops"
+            assert tags["Name"] == f"perf-ops-{UUID}-perf-ops-{tags['deployment']}-{region}"
     assert {k: len(v) for k, v in seen.items()} == {
         ("steady", "eu-west-1"): 1,
         ("steady", "us-east-1"): 2,
@@ -139,33 +145,44 @@ def test_apply_creates_each_host_in_its_region(applied: tuple[Workspace, dict[st
     assert {i["InstanceType"] for i in seen[("steady", "us-east-1")]} == {"r5d.xlarge"}
 
 
-def test_apply_encrypts_root_volumes(applied: tuple[Workspace, dict[str, str]]) -> None:
-    """The on-demand hosts' root volumes are encrypted gp3 (spot: see the moto note)."""
+def test_hosts_launch_from_templates_with_imdsv2_and_encrypted_roots(
+    applied: tuple[list[Workspace], dict[str, str]],
+) -> None:
+    """Every host's launch template (as EC2 holds it) requires IMDSv2 and an encrypted
+    gp3 root. The emulator gap: moto's fleets do not pass a template's metadata options
+    and block devices on to the instances they start, so this is asserted on the
+    template EC2 launches from; on AWS the instances inherit them."""
     for region in REGIONS:
         ec2 = aws.client("ec2", region)
-        for instance in _instances(region):
-            tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
-            if tags["deployment"] != "steady":
-                continue
-            volume_ids = [m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]]
-            volumes = ec2.describe_volumes(VolumeIds=volume_ids)["Volumes"]
-            assert [v["Encrypted"] for v in volumes] == [True]
-            assert [v["VolumeType"] for v in volumes] == ["gp3"]
+        templates = ec2.describe_launch_templates(
+            Filters=[{"Name": "tag:perf-ops", "Values": [UUID]}]
+        )["LaunchTemplates"]
+        assert templates
+        for template in templates:
+            [version] = ec2.describe_launch_template_versions(
+                LaunchTemplateId=template["LaunchTemplateId"]
+            )["LaunchTemplateVersions"]
+            data = version["LaunchTemplateData"]
+            assert data["MetadataOptions"]["HttpTokens"] == "required"
+            [root] = data["BlockDeviceMappings"]
+            assert root["Ebs"]["Encrypted"] is True
+            assert root["Ebs"]["VolumeType"] == "gp3"
 
 
-def test_second_plan_changes_only_the_moto_spot_gap(
-    applied: tuple[Workspace, dict[str, str]],
+def test_second_plan_has_no_changes(
+    applied: tuple[list[Workspace], dict[str, str]],
 ) -> None:
-    """A second plan is clean except the documented moto gap: spot market options are not
-    read back, so the one spot host would be replaced. Against AWS the plan is clean."""
-    workspace, _ = applied
-    assert workspace.planned_changes() == {"aws_instance.burst_euwest1[0]": ["delete", "create"]}
+    """A second plan of every region stack is clean, spot hosts included."""
+    workspaces, _ = applied
+    for workspace in workspaces:
+        assert workspace.planned_changes() == {}
 
 
-def test_destroy_leaves_nothing(applied: tuple[Workspace, dict[str, str]]) -> None:
+def test_destroy_leaves_nothing(applied: tuple[list[Workspace], dict[str, str]]) -> None:
     """After destroy no host of this uuid runs and its security groups are gone."""
-    workspace, _ = applied
-    workspace.destroy(quiet=True)
+    workspaces, _ = applied
+    for workspace in workspaces:
+        workspace.destroy()
     for region in REGIONS:
         assert {i["State"]["Name"] for i in _instances(region)} <= {"terminated"}
         groups = aws.client("ec2", region).describe_security_groups(
@@ -201,7 +218,8 @@ def test_shared_s3_state_is_locked_while_a_deployer_applies(
                 stack, "steady", image=image, instance_type="t3.micro", regions={"eu-west-1": 2}
             )
 
-        workspace = Workspace(synth(define, project / "cdktf.out") / "stacks/perf-ops", project)
+        out = synth(define, project / "cdktf.out")
+        workspace = Workspace(out / "stacks/perf-ops-eu-west-1", project)
         workspace.init()
         return workspace
 
@@ -218,7 +236,7 @@ def test_shared_s3_state_is_locked_while_a_deployer_applies(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             listed = s3.list_objects_v2(Bucket="team-state").get("Contents", [])
-            if any(o["Key"] == "fleet.tfstate.tflock" for o in listed):
+            if any(o["Key"] == "fleet.eu-west-1.tfstate.tflock" for o in listed):
                 break
             time.sleep(0.05)
         else:
@@ -236,4 +254,4 @@ def test_shared_s3_state_is_locked_while_a_deployer_applies(
     finally:
         assert applying.wait(timeout=180) == 0
     assert second.planned_changes() == {}
-    second.destroy(quiet=True)
+    second.destroy()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -16,7 +17,9 @@ from perfops_cdk.cli.images import images_app
 from perfops_cdk.demo import run_demo
 from perfops_cdk.doctor import check_environment
 from perfops_cdk.effects.emulator import Emulator
+from perfops_cdk.effects.terraform import show_plan
 from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.planners import changes
 from perfops_cdk.planners.status import StatusRow
 from perfops_cdk.project import Project
 
@@ -48,68 +51,222 @@ def synth() -> None:
     console.print(f"synthesized {', '.join(project.stacks())} into {project.outdir}")
 
 
-@app.command()
-def deploy(auto_approve: AutoApprove = False, stack: StackOption = None) -> None:
-    """Synthesize, then create or update every host with Terraform."""
-    try:
-        operations.deploy(Project.find(), auto_approve=auto_approve, stack=stack)
-    except PerfOpsError as error:
-        raise _fail(error) from None
+Parallel = Annotated[
+    int,
+    typer.Option(
+        "--parallel",
+        min=1,
+        max=32,
+        help="Stacks run at once; each Terraform process starts a ~600 MB provider.",
+    ),
+]
+Verbose = Annotated[bool, typer.Option("--verbose", help="Print each stack's full plan too.")]
+
+
+def _say(text: str) -> None:
+    errors.print(f"[dim]{text}[/]", highlight=False)
+
+
+def _plan_lines(report: operations.Report) -> list[str]:
+    lines = []
+    for run in report.runs:
+        if run.error is not None:
+            lines.append(f"{run.unit.name}: failed: {run.error}")
+            continue
+        if run.plan is not None and run.plan.changes:
+            pairs = [(c.address, c.action) for c in run.plan.changes]
+            lines += changes.describe(run.unit, pairs) or [
+                f"{run.unit.name}: {changes.totals(pairs)}"
+            ]
+        if run.orphans:
+            lines.append(
+                f"{run.unit.name}: remove {len(run.orphans)} resource(s) an interrupted run "
+                "left outside Terraform's state:"
+            )
+            lines += [f"    {r.line()}" for r in run.orphans]
+    return lines
+
+
+def _confirm(verbose: bool) -> operations.Confirm:
+    def confirm(report: operations.Report) -> bool:
+        if verbose:
+            for run in report.runs:
+                if run.plan is not None and run.plan.plan_file is not None:
+                    console.print(show_plan(run.plan), markup=False, highlight=False)
+        for line in _plan_lines(report):
+            console.print(line, markup=False, highlight=False)
+        try:
+            return typer.confirm("Apply these changes?", default=False)
+        except click.exceptions.Abort:  # no answer (stdin closed): nothing is applied
+            errors.print("no answer: add -y to apply without asking")
+            return False
+
+    return confirm
+
+
+def _finish(report: operations.Report, verb: str) -> None:
+    """One line per stack that did something or failed; exit 1 unless all went well."""
+    if report.cancelled:
+        errors.print(f"{verb} cancelled: nothing was changed")
+        raise typer.Exit(1)
+    for run in report.runs:
+        for line in run.swept:
+            console.print(f"{run.unit.name}: {line}", markup=False, highlight=False)
+        if run.error is not None:
+            errors.print(f"{run.unit.name}: failed: {run.error}", markup=False, highlight=False)
+        elif run.outcome is not None and run.outcome.errors:
+            for error in run.outcome.errors:
+                errors.print(f"{run.unit.name}: {error}", markup=False, highlight=False)
+            errors.print(f"{run.unit.name}: see {run.log_hint}", markup=False)
+        elif run.outcome is not None and run.changed:
+            o = run.outcome
+            console.print(
+                f"{run.unit.name}: {o.added} added, {o.changed} changed, {o.removed} destroyed "
+                f"({run.seconds:.0f} s)",
+                markup=False,
+            )
+    for line in report.swept:
+        console.print(line, markup=False, highlight=False)
+    if not report.changes and all(r.ok for r in report.runs):
+        console.print(f"{verb}: no changes")
+    if not all(r.ok for r in report.runs):
+        raise typer.Exit(1)
 
 
 @app.command()
-def destroy(auto_approve: AutoApprove = False, stack: StackOption = None) -> None:
-    """Destroy every host and security group of the stacks."""
+def deploy(
+    auto_approve: AutoApprove = False,
+    stack: StackOption = None,
+    parallel: Parallel = operations.DEFAULT_PARALLEL,
+    full: Annotated[
+        bool,
+        typer.Option(
+            help="Run Terraform on every stack, also those unchanged since their last "
+            "apply whose hosts AWS shows as declared."
+        ),
+    ] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Synthesize, check AMIs, plan every changed stack, confirm once, apply concurrently."""
     try:
-        operations.destroy(Project.find(), auto_approve=auto_approve, stack=stack)
+        report = operations.deploy(
+            Project.find(),
+            auto_approve=auto_approve,
+            stack=stack,
+            parallel=parallel,
+            full=full,
+            confirm=_confirm(verbose),
+            progress=_say,
+        )
     except PerfOpsError as error:
         raise _fail(error) from None
+    _finish(report, "deploy")
+
+
+@app.command()
+def destroy(
+    auto_approve: AutoApprove = False,
+    stack: StackOption = None,
+    parallel: Parallel = operations.DEFAULT_PARALLEL,
+    sweep: Annotated[
+        bool,
+        typer.Option(help="Also remove what is still tagged with this uuid and stack afterwards."),
+    ] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Destroy every stack's hosts and groups, then prove nothing tagged is left."""
+    try:
+        report = operations.destroy(
+            Project.find(),
+            auto_approve=auto_approve,
+            stack=stack,
+            parallel=parallel,
+            sweep=sweep,
+            confirm=_confirm(verbose),
+            progress=_say,
+        )
+    except PerfOpsError as error:
+        raise _fail(error) from None
+    _finish(report, "destroy")
+    if report.leftovers:
+        errors.print("still in AWS, tagged with this deployer and stack:")
+        for item in report.leftovers:
+            errors.print(f"  {item.line()}", markup=False, highlight=False)
+        errors.print("remove them with: perfops destroy --sweep")
+        raise typer.Exit(1)
+    console.print("nothing left: no host, fleet, template, group or volume carries the tags")
 
 
 @app.command()
 def status(
-    synth: Annotated[bool, typer.Option(help="Synthesize first.")] = True,
+    synth: Annotated[
+        bool | None,
+        typer.Option(
+            "--synth/--no-synth",
+            help="Synthesize first. Default: only when the app changed since the last synth.",
+        ),
+    ] = None,
+    all_regions: Annotated[
+        bool, typer.Option(help="Look in every default region, not only the app's.")
+    ] = False,
 ) -> None:
-    """Per region: hosts planned and running, their ids, AMI and security groups."""
+    """Per deployment and region: hosts declared and live, ids, AMI; hosts of this
+    deployer that nothing declares. Exits 1 when reality differs from the declaration."""
     try:
-        stacks = operations.status(Project.find(), synth=synth)
+        result = operations.status(Project.find(), synth=synth, all_regions=all_regions)
     except PerfOpsError as error:
         raise _fail(error) from None
-    _show_status(stacks)
+    show_status(result)
+    if result.drift:
+        raise typer.Exit(1)
 
 
-def _show_status(stacks: dict[str, list[StatusRow]]) -> None:
+STATUS_COLUMNS = (
+    "stack",
+    "deployment",
+    "region",
+    "planned",
+    "live",
+    "market",
+    "containers",
+    "AMI",
+    "instances",
+)
+
+
+def _status_cells(row: StatusRow) -> list[str]:
+    return [
+        row.app_stack,
+        row.deployment if row.declared else f"{row.deployment} (not declared)",
+        row.region,
+        str(row.planned),
+        f"{row.live}" if row.running == row.live else f"{row.live} ({row.running} running)",
+        row.market if not row.spot else f"{row.market} ({row.spot} spot)",
+        f"{row.containers_planned} ({row.containers_per_host}/host)"
+        if row.containers_per_host
+        else "-",
+        row.ami,
+        " ".join(row.instance_ids) or "-",
+    ]
+
+
+def show_status(result: operations.Status) -> None:
+    """A table on a terminal; tab-separated lines with whole ids when piped."""
     if not console.is_terminal:
-        # Piped or logged output has no width of its own; rich's 80 columns would
-        # fold every id and name.
-        console.width = max(console.width, 200)
-    for stack, rows in stacks.items():
-        table = Table(title=f"stack {stack}")
-        for column in (
-            "deployment",
-            "region",
-            "planned",
-            "running",
-            "containers",
-            "AMI",
-            "instances",
-            "security groups",
-        ):
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(
-                row.deployment,
-                row.region,
-                str(row.planned),
-                str(row.running),
-                f"{row.containers_planned} ({row.containers_per_host}/host)"
-                if row.containers_per_host
-                else "-",
-                row.ami,
-                "\n".join(row.instance_ids) or "-",
-                "\n".join(row.security_groups) or "-",
-            )
-        console.print(table)
+        # Plain lines: rich would expand the tabs.
+        for cells in (STATUS_COLUMNS, *(_status_cells(row) for row in result.rows)):
+            sys.stdout.write("\t".join(cells) + "\n")
+        return
+    table = Table(title=f"hosts in {', '.join(result.regions) or 'no region'}")
+    for column in STATUS_COLUMNS:
+        table.add_column(column, overflow="fold", no_wrap=column in ("AMI", "region"))
+    for row in result.rows:
+        cells = _status_cells(row)
+        cells[-1] = "\n".join(row.instance_ids) or "-"
+        table.add_row(*cells, style="" if row.matches else "yellow")
+    console.print(table)
+    if result.drift:
+        errors.print("reality differs from the declaration: run perfops deploy to converge")
 
 
 @app.command()
@@ -119,7 +276,7 @@ def demo() -> None:
         run_demo(
             Project.find(),
             say=lambda text: console.print(f"[bold]demo[/]: {text}"),
-            show=_show_status,
+            show=show_status,
         )
     except PerfOpsError as error:
         raise _fail(error) from None

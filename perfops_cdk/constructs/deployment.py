@@ -1,57 +1,70 @@
-"""Deployment: hosts of one image and instance type across regions."""
+"""Deployment: hosts of one image across regions, bought per its Capacity."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from perfops_cdk._cdktf import Construct, RawResource, TerraformOutput, ref
-from perfops_cdk.constructs.base import located
+from perfops_cdk._cdktf import Construct
+from perfops_cdk.constructs.base import check_new_child, located
+from perfops_cdk.constructs.fleet import RegionFleet
 from perfops_cdk.constructs.image import ImageAsset
-from perfops_cdk.constructs.stack import MANAGED_BY, PerfOpsStack, check_stack_child
+from perfops_cdk.constructs.stack import name_in_stack, owning_stack
 from perfops_cdk.errors import InvalidField
 from perfops_cdk.planners.user_data import check_user_data_size, render_user_data
+from perfops_cdk.props.capacity import Capacity
 from perfops_cdk.props.deployment import DeploymentProps, RootVolume, Spot, UserDataPart
 from perfops_cdk.props.network import ALLOW_EGRESS, SecurityGroup, allow_ssh
-from perfops_cdk.props.regions import provider_alias
+from perfops_cdk.props.tags import (
+    MANAGED_BY,
+    TAG_DEPLOYMENT,
+    TAG_IMAGE,
+    TAG_MANAGED_BY,
+    TAG_NAME,
+    TAG_STACK,
+    TAG_UUID,
+    resource_name,
+)
 
-# Containers reach the metadata service through NAT: one hop more than the host.
-METADATA_HOP_LIMIT = 2
-
-
-def terraform_literal(text: str) -> str:
-    """``text`` as Terraform will read it back: shell's ``${x}`` and ``%{`` would
-    otherwise be parsed as Terraform template syntax."""
-    return text.replace("${", "$${").replace("%{", "%%{")
+# Launch template names are at most 128 characters; ours end in "-<10-char hash>".
+_MAX_PREFIX = 128 - 11
 
 
 class Deployment(Construct):
     """Hosts running one image, ``regions[r]`` of them in each region ``r``.
 
+    Its resources live in the stack's region stacks (``<stack>-<region>``): per region,
+    its security groups, a launch template and instant EC2 Fleets (docs/design.md).
+
     :param image: the ImageAsset the hosts boot.
-    :param instance_type: e.g. ``r5d.2xlarge``.
     :param regions: region -> host count (0 keeps the region declared but empty).
+    :param instance_type: e.g. ``r5d.2xlarge``: on-demand hosts of one type. Give this
+        or ``capacity``.
+    :param capacity: ``Capacity.on_demand(...)`` or ``Capacity.spot(...)``: market,
+        acceptable instance types, on-demand share and fallback. Give this or
+        ``instance_type``.
     :param security_groups: names from the catalog (``allow-ssh``, ``allow-egress``),
         names declared on the stack, or SecurityGroup values. Default: ``allow-egress``.
     :param ssh_cidrs: where ``allow-ssh`` admits SSH from. Default: nowhere; SSH from
         ``0.0.0.0/0`` only if written here.
     :param root_volume: size and type of the encrypted root volume. Default 30 GiB gp3.
-    :param spot: ``Spot(...)`` for one-time spot hosts. Default: on-demand.
+    :param spot: ``Spot(...)``: spot hosts of ``instance_type``. Default: on-demand.
     :param user_data: extra first-boot shell parts. Default: none.
     :param tags: extra tags on hosts and their volumes. Default: only perfops' own.
     :param key_name: an EC2 key pair for SSH. Default: none.
-    :param raw_attributes: extra ``aws_instance`` arguments passed through as they are
-        (perf-ops' ``customConfig``). Default: none.
+    :param raw_attributes: extra ``aws_launch_template`` arguments passed through as
+        they are (perf-ops' ``customConfig``). Default: none.
     """
 
     def __init__(
         self,
-        scope: PerfOpsStack,
+        scope: Construct,
         id: str,
         *,
         image: ImageAsset,
-        instance_type: str,
         regions: Mapping[str, int],
+        instance_type: str | None = None,
+        capacity: Capacity | None = None,
         security_groups: Sequence[str | SecurityGroup] = ("allow-egress",),
         ssh_cidrs: Sequence[str] = (),
         root_volume: RootVolume | None = None,
@@ -61,11 +74,13 @@ class Deployment(Construct):
         key_name: str | None = None,
         raw_attributes: Mapping[str, Any] | None = None,
     ) -> None:
-        path = check_stack_child(scope, id)
+        path = check_new_child(scope, id)
+        stack = owning_stack(scope, path)
         self.props = located(
             path,
             lambda: DeploymentProps(
                 instance_type=instance_type,
+                capacity=capacity,
                 regions=regions,
                 security_groups=security_groups,
                 ssh_cidrs=ssh_cidrs,
@@ -77,25 +92,37 @@ class Deployment(Construct):
                 raw_attributes=raw_attributes or {},
             ),
         )
-        if not isinstance(image, ImageAsset) or image.stack is not scope:
-            allowed = f"must be an ImageAsset of {scope.node.path}"
+        if not isinstance(image, ImageAsset) or image.stack is not stack:
+            allowed = f"must be an ImageAsset of {stack.node.path}"
             raise InvalidField("image", getattr(image, "name", image), allowed).at(path)
-        groups = located(path, lambda: self._resolve_groups(scope))
+        self.name = name_in_stack(stack, scope, id)
+        prefix = resource_name(stack.uuid, stack.node.id, self.name)
+        if len(prefix) > _MAX_PREFIX:
+            raise InvalidField(
+                "id",
+                self.name,
+                f"'{prefix}' names its resources and may be at most {_MAX_PREFIX} "
+                "characters; use a shorter deployment or stack id",
+            ).at(path)
+        groups = located(path, lambda: self._resolve_groups(stack))
         self.amis = image.check_regions(self.props.used_regions, path)
         self._parts: list[UserDataPart] = []
         located(path, lambda: self._check_parts(self.props.user_data))
         self._parts.extend(self.props.user_data)
+        stack.claim_name(self.name, path)
 
         super().__init__(scope, id)
-        self.stack = scope
+        self.stack = stack
         self.image = image
         self.groups = groups
         # Tags only the hosts carry, added by constructs that extend the deployment
         # (HostContainers records its container count for ``perfops status``).
         self.instance_tags: dict[str, str] = {}
-        scope.deployments.append(self)
-        for region in self.props.used_regions:
-            self._declare_region(region)
+        self.containers_per_host = 0
+        self.fleets = {
+            region: RegionFleet(self, stack.region_stack(region))
+            for region in self.props.used_regions
+        }
 
     def add_user_data(self, part: UserDataPart) -> None:
         """Add a first-boot part; the rendered whole must stay within EC2's 16 KB."""
@@ -125,14 +152,15 @@ class Deployment(Construct):
         """Our tags (which user tags may not replace) over the user's."""
         return {
             **self.props.tags,
-            "Name": name,
-            "perf-ops": self.stack.uuid,
-            "deployment": self.node.id,
-            "image": self.image.name,
-            "managed-by": MANAGED_BY,
+            TAG_NAME: name,
+            TAG_UUID: self.stack.uuid,
+            TAG_STACK: self.stack.node.id,
+            TAG_DEPLOYMENT: self.name,
+            TAG_IMAGE: self.image.name,
+            TAG_MANAGED_BY: MANAGED_BY,
         }
 
-    def _resolve_groups(self, stack: PerfOpsStack) -> list[SecurityGroup]:
+    def _resolve_groups(self, stack: Any) -> list[SecurityGroup]:
         resolved: list[SecurityGroup] = []
         for group in self.props.security_groups:
             if isinstance(group, SecurityGroup):
@@ -155,81 +183,3 @@ class Deployment(Construct):
                 allowed = f"must be one of {known} or a SecurityGroup"
                 raise InvalidField("security_groups", group, allowed)
         return resolved
-
-    def _declare_region(self, region: str) -> None:
-        alias = provider_alias(region)
-        provider = self.stack.provider_for(region)
-        scope = Construct(self, region)
-        prefix = f"perf-ops-{self.stack.uuid}-{self.node.id}"
-        group_ids = []
-        for group in self.groups:
-            name = f"{prefix}-{group.name}"
-            sg = RawResource(
-                scope,
-                group.name,
-                resource_type="aws_security_group",
-                provider=provider,
-                logical_id=f"{self.node.id}_{alias}_{group.name}",
-                attributes={
-                    "name": name,
-                    "description": group.description or f"perf-ops {group.name}",
-                    "ingress": [r.to_terraform() for r in group.ingress],
-                    "egress": [r.to_terraform() for r in group.egress],
-                    "tags": self.tags_for(name),
-                },
-            )
-            group_ids.append(ref(sg, "id"))
-        instance_id = f"{self.node.id}_{alias}"
-        host_name = f"{prefix}-{region}-${{count.index}}"
-
-        def instance_attributes() -> dict[str, Any]:
-            tags = self.tags_for(host_name)
-            attributes: dict[str, Any] = {
-                "ami": self.amis[region],
-                "instance_type": self.props.instance_type,
-                "vpc_security_group_ids": group_ids,
-                "metadata_options": {
-                    "http_endpoint": "enabled",
-                    "http_tokens": "required",
-                    "http_put_response_hop_limit": METADATA_HOP_LIMIT,
-                },
-                "root_block_device": {
-                    "volume_size": self.props.root_volume.size_gib,
-                    "volume_type": self.props.root_volume.volume_type,
-                    "encrypted": True,
-                    "delete_on_termination": True,
-                    "tags": tags,
-                },
-                "tags": {**self.instance_tags, **tags},
-            }
-            if (user_data := self.user_data) is not None:
-                attributes["user_data"] = terraform_literal(user_data)
-            if self.props.key_name:
-                attributes["key_name"] = self.props.key_name
-            if self.props.spot is not None:
-                spot_options: dict[str, Any] = {
-                    "spot_instance_type": "one-time",
-                    "instance_interruption_behavior": "terminate",
-                }
-                if self.props.spot.max_price is not None:
-                    spot_options["max_price"] = self.props.spot.max_price
-                attributes["instance_market_options"] = {
-                    "market_type": "spot",
-                    "spot_options": spot_options,
-                }
-            attributes.update(self.props.raw_attributes)
-            return attributes
-
-        RawResource(
-            scope,
-            "hosts",
-            resource_type="aws_instance",
-            provider=provider,
-            count=self.props.regions[region],
-            logical_id=instance_id,
-            attributes=instance_attributes,
-        )
-        output = TerraformOutput(
-            scope, "instance_ids", value=f"${{aws_instance.{instance_id}[*].id}}"
-        )
-        output.override_logical_id(f"{instance_id}_instance_ids")

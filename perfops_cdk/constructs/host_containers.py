@@ -11,8 +11,9 @@ from perfops_cdk.errors import InvalidField
 from perfops_cdk.planners import containers as plan
 from perfops_cdk.planners.user_data import check_user_data_size, render_user_data
 from perfops_cdk.props.containers import ContainerService
-from perfops_cdk.props.deployment import RESERVED_TAGS, UserDataPart
+from perfops_cdk.props.deployment import UserDataPart
 from perfops_cdk.props.instance_types import memory_mib
+from perfops_cdk.props.tags import RESERVED_TAGS
 from perfops_cdk.props.validators import MAX_TAGS
 
 
@@ -77,6 +78,7 @@ class HostContainers(Construct):
         for part in parts:
             deployment.add_user_data(part)
         deployment.instance_tags[plan.CONTAINERS_TAG] = str(self.containers_per_host)
+        deployment.containers_per_host = self.containers_per_host
 
     @property
     def containers_per_host(self) -> int:
@@ -100,7 +102,8 @@ class HostContainers(Construct):
                         f"is not baked into image {deployment.image.name!r} (container_modules: "
                         f"{', '.join(baked) or 'none'}); add it to the image's container_modules",
                     )
-        instance_type = deployment.props.instance_type
+        # Every listed type must hold the containers: the smallest decides.
+        instance_type = deployment.props.buying.smallest_type
         available = memory_mib(instance_type)
         needed = sum(s.memory_mib for s in self.services)
         if available is not None and needed > available:

@@ -10,8 +10,8 @@ from typing import Any
 import attrs
 
 from perfops_cdk._cdktf import Construct
-from perfops_cdk.constructs.base import located
-from perfops_cdk.constructs.stack import PerfOpsStack, check_stack_child
+from perfops_cdk.constructs.base import check_new_child, located
+from perfops_cdk.constructs.stack import PerfOpsStack, owning_stack
 from perfops_cdk.effects import state_file
 from perfops_cdk.errors import InvalidField, PerfOpsError
 from perfops_cdk.props.fields import (
@@ -135,7 +135,7 @@ class ImageAsset(Construct):
 
     def __init__(
         self,
-        scope: PerfOpsStack,
+        scope: Construct,
         id: str,
         *,
         name: str,
@@ -146,7 +146,8 @@ class ImageAsset(Construct):
         args: Mapping[str, str] | None = None,
         _ami_ids: Mapping[str, str] | None = None,
     ) -> None:
-        path = check_stack_child(scope, id)
+        path = check_new_child(scope, id)
+        stack = owning_stack(scope, path)
         self.props = located(
             path,
             lambda: ImageProps(
@@ -167,21 +168,25 @@ class ImageAsset(Construct):
                 "name at least one folder of container_modules/ (mkImage prebuilds one "
                 "standard container from the first), or give nix_file",
             ).at(path)
-        for other in scope.images:
+        for other in ImageAsset.all_in(stack):
             if other.name == self.props.name:
                 raise InvalidField(
                     "name", name, f"already used by {other.node.path}; image names are unique"
                 ).at(path)
         super().__init__(scope, id)
-        self.stack = scope
+        self.stack = stack
         self.nix_path = (Path.cwd() / self.props.nix_file).resolve()
         self.required_regions: set[str] = set()
-        scope.images.append(self)
+
+    @staticmethod
+    def all_in(stack: PerfOpsStack) -> list[ImageAsset]:
+        """Every image declared in ``stack``, in declaration order."""
+        return [c for c in stack.node.find_all() if isinstance(c, ImageAsset)]
 
     @classmethod
     def from_ami_ids(
         cls,
-        scope: PerfOpsStack,
+        scope: Construct,
         id: str,
         *,
         name: str,

@@ -7,23 +7,26 @@ import secrets
 import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import attrs
-
-from perfops_cdk._cdktf import AwsProvider, Construct, LocalBackend, S3Backend, TerraformStack
+from perfops_cdk._cdktf import AwsProvider, Construct, IConstruct, StackNote, TerraformStack
 from perfops_cdk.constructs.base import check_new_child, located
+from perfops_cdk.constructs.region import (
+    AWS_PROVIDER_VERSION,
+    LocalState,
+    RegionStack,
+    S3State,
+    configure_backend,
+    relative_to_stack_dir,
+)
+from perfops_cdk.effects import ledger
 from perfops_cdk.effects.aws import endpoint_url
+from perfops_cdk.effects.ledger import state_dir_for
 from perfops_cdk.effects.state_file import DEFAULT_STATE_FILE
 from perfops_cdk.errors import InvalidField
-from perfops_cdk.props.fields import using
 from perfops_cdk.props.network import SecurityGroup
 from perfops_cdk.props.regions import check_region, provider_alias
 from perfops_cdk.props.validators import check_uuid
-
-if TYPE_CHECKING:
-    from perfops_cdk.constructs.deployment import Deployment
-    from perfops_cdk.constructs.image import ImageAsset
 
 UUID_ENV = "PERF_UUID"
 PROJECT_DIR_ENV = "PERFOPS_PROJECT_DIR"
@@ -31,25 +34,6 @@ PROJECT_DIR_ENV = "PERFOPS_PROJECT_DIR"
 # (how ``--sync-amis`` and ``--list-images`` learn which images and regions are needed).
 COLLECT_IMAGES_CONTEXT = "perfops:collect-images"
 UUID_FILE = "perf-uuid.txt"
-AWS_PROVIDER_VERSION = "5.100.0"
-MANAGED_BY = "perfops_cdk"
-
-
-@attrs.frozen
-class S3State:
-    """Terraform state in S3, shared by a team; locked with an S3 lock file."""
-
-    bucket: str
-    key: str
-    region: str = attrs.field(validator=using(check_region))
-
-
-@attrs.frozen
-class LocalState:
-    """Terraform state in a local file. By default ``terraform.<stack id>.tfstate``
-    in the project directory."""
-
-    path: str | None = None
 
 
 def resolve_uuid(explicit: str | None, project_dir: Path) -> str:
@@ -70,15 +54,25 @@ def resolve_uuid(explicit: str | None, project_dir: Path) -> str:
 
 
 class PerfOpsStack(TerraformStack):
-    """A deployer's Terraform stack.
+    """A deployer's stack: its hosts, one Terraform stack per region beneath it.
+
+    Each region's resources live in their own region stack (``<id>-<region>`` in
+    ``cdktf.out/stacks/``): one provider per Terraform process, regions applied
+    concurrently, a failed region alone, and a region the code no longer declares kept
+    as an empty stack until Terraform has destroyed what it holds (docs/design.md).
+    This stack itself holds what users add to it (see ``provider_for``).
 
     :param uuid: the deployer id in every resource name and tag. Default:
         ``$PERF_UUID``, else ``perf-uuid.txt`` in ``project_dir`` (created if absent).
     :param home_region: where images are registered before being copied. Default
         ``eu-west-1``.
     :param backend: ``S3State(...)`` for a team-shared state. Default: ``LocalState()``.
-    :param project_dir: where ``perf-uuid.txt``, ``state.json`` and local Terraform
-        state live. Default: ``$PERFOPS_PROJECT_DIR``, else the current directory.
+    :param project_dir: where ``perf-uuid.txt`` lives, and ``state.json``, the stack
+        ledger and local Terraform state for a real account. Default:
+        ``$PERFOPS_PROJECT_DIR``, else the current directory. Against the local
+        emulator (``$PERFOPS_AWS_ENDPOINT``) those three live under
+        ``.perfops/emulator/<host>_<port>/`` instead, so a rehearsal never leaks into a
+        real deploy.
     :param security_groups: named groups that deployments can list by name, beside the
         built-in ``allow-ssh`` and ``allow-egress``.
     """
@@ -102,18 +96,42 @@ class PerfOpsStack(TerraformStack):
         self.uuid = located(path, lambda: resolve_uuid(uuid, self.project_dir))
         self._groups = located(path, lambda: _named_groups(security_groups))
         self.endpoint = endpoint_url()
+        self.state_dir = state_dir_for(self.project_dir, self.endpoint)
+        self.backend = backend or LocalState()
+        if not isinstance(self.backend, S3State | LocalState):
+            raise InvalidField(
+                "backend", self.backend, "must be S3State(...) or LocalState(...)"
+            ).at(path)
         super().__init__(scope, id)
         self._providers: dict[str, AwsProvider] = {}
-        self.images: list[ImageAsset] = []
-        self.deployments: list[Deployment] = []
+        self._region_stacks: dict[str, RegionStack] = {}
+        self._names: dict[str, str] = {}
         self.collecting_images = bool(self.node.try_get_context(COLLECT_IMAGES_CONTEXT))
-        self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
-        self._configure_backend(backend or LocalState())
+        configure_backend(self, self.backend, self.state_dir, self.endpoint)
+        StackNote(
+            self,
+            "perfops",
+            lambda: {
+                "kind": "app",
+                "uuid": self.uuid,
+                "state_dir": relative_to_stack_dir(self, self.state_dir),
+                "regions": self.regions,
+            },
+        )
+        # Regions that once had hosts keep their (possibly empty) stack until perfops
+        # has seen Terraform empty them: Terraform needs their provider to destroy.
+        for region in ledger.load(self.ledger_file).regions_of(id):
+            self.region_stack(region)
 
     @property
     def state_file(self) -> Path:
         """The image sync state this stack reads AMI ids from."""
-        return self.project_dir / DEFAULT_STATE_FILE
+        return self.state_dir / DEFAULT_STATE_FILE
+
+    @property
+    def ledger_file(self) -> Path:
+        """The record of this project's region stacks (see effects/ledger.py)."""
+        return self.state_dir / ledger.LEDGER_FILE
 
     def security_group(self, name: str) -> SecurityGroup | None:
         """A group declared on the stack by name (built-ins are per deployment)."""
@@ -123,29 +141,52 @@ class PerfOpsStack(TerraformStack):
     def security_group_names(self) -> list[str]:
         return sorted(self._groups)
 
+    def claim_name(self, name: str, path: str) -> None:
+        """Reserve a deployment's name (its resources' names derive from it)."""
+        other = self._names.get(name)
+        if other is not None:
+            raise InvalidField(
+                "id", name, f"{other} already names its resources so in {self.node.path}"
+            ).at(path)
+        self._names[name] = path
+
+    def region_stack(self, region: str) -> RegionStack:
+        """The stack that holds this stack's resources in ``region``; made on first use
+        and recorded in the ledger, so it outlives its last declaration."""
+        stack = self._region_stacks.get(region)
+        if stack is None:
+            stack = RegionStack(self, region)
+            self._region_stacks[region] = stack
+            if not self.collecting_images:
+                ledger.record_regions(self.ledger_file, self.node.id, {region: stack.node.id})
+        return stack
+
     def provider_for(self, region: str) -> AwsProvider:
-        """The aws provider aliased for ``region``; created on first use."""
+        """An aws provider in *this* stack aliased for ``region``, for resources users
+        add here themselves; created on first use. Deployments use their region stacks."""
         provider = self._providers.get(region)
         if provider is None:
             alias = provider_alias(region)
             provider = AwsProvider(
-                self, f"aws_{alias}", alias=alias, attributes=self._provider_attributes(region)
+                self, f"aws_{alias}", alias=alias, attributes=self.provider_attributes(region)
             )
             self._providers[region] = provider
+            self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
         return provider
 
     @property
     def regions(self) -> list[str]:
-        return sorted(self._providers)
+        """Regions with a region stack: declared now, or still recorded in the ledger."""
+        return sorted(self._region_stacks)
 
-    def _provider_attributes(self, region: str) -> dict[str, Any]:
+    def provider_attributes(self, region: str) -> dict[str, Any]:
         attributes: dict[str, Any] = {"region": region}
         if self.endpoint:
             # The emulator: every service at one URL. No credentials here: the
             # provider reads them from the environment like anywhere else.
-            services = ("ec2", "s3", "sts", "iam", "ebs")
+            services = ("ec2", "s3", "sts", "iam")
             attributes.update(
-                endpoints=[{s: self.endpoint for s in services if s != "ebs"}],
+                endpoints=[{s: self.endpoint for s in services}],
                 skip_credentials_validation=True,
                 skip_requesting_account_id=True,
                 skip_metadata_api_check="true",
@@ -154,33 +195,32 @@ class PerfOpsStack(TerraformStack):
             )
         return attributes
 
-    def _configure_backend(self, backend: S3State | LocalState) -> None:
-        if isinstance(backend, LocalState):
-            default = self.project_dir / f"terraform.{self.node.id}.tfstate"
-            LocalBackend(self, path=str(backend.path or default))
-            return
-        options: dict[str, Any] = {}
-        if self.endpoint:
-            options = dict(
-                endpoints={"s3": self.endpoint},
-                use_path_style=True,
-                skip_credentials_validation=True,
-                skip_requesting_account_id=True,
-                skip_metadata_api_check=True,
-                skip_region_validation=True,
-            )
-        S3Backend(self, bucket=backend.bucket, key=backend.key, region=backend.region, **options)
-        # S3-native locking (Terraform >= 1.10); cdktf 0.21's S3Backend predates the flag.
-        self.add_override("terraform.backend.s3.use_lockfile", True)
-        self.add_override("terraform.backend.s3.encrypt", True)
+
+def owning_stack(scope: Construct, path: str) -> PerfOpsStack:
+    """The PerfOpsStack ``scope`` is in (itself or an ancestor); raises if there is none.
+
+    Any construct under a PerfOpsStack is a valid scope, so users can group their
+    deployments in constructs of their own.
+    """
+    node: IConstruct | None = scope
+    while node is not None:
+        if isinstance(node, PerfOpsStack):
+            return node
+        node = node.node.scope
+    raise InvalidField(
+        "scope", type(scope).__name__, "must be a PerfOpsStack or a construct within one"
+    ).at(path)
 
 
-def check_stack_child(scope: Construct, id: str) -> str:
-    """The path of a new construct directly in a PerfOpsStack; raises on anything else."""
-    path = check_new_child(scope, id)
-    if not isinstance(scope, PerfOpsStack):
-        raise InvalidField("scope", type(scope).__name__, "must be a PerfOpsStack").at(path)
-    return path
+def name_in_stack(stack: PerfOpsStack, scope: Construct, id: str) -> str:
+    """``id`` prefixed with the construct ids between ``stack`` and ``scope``, joined by
+    '-': unique within the stack, and the same as ``id`` for a direct child."""
+    parts = [id]
+    node: IConstruct | None = scope
+    while node is not None and node is not stack:
+        parts.append(node.node.id)
+        node = node.node.scope
+    return "-".join(reversed(parts))
 
 
 def _named_groups(groups: Iterable[SecurityGroup]) -> dict[str, SecurityGroup]:

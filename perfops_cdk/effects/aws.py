@@ -66,3 +66,21 @@ def call(client: Any, operation: str, **kwargs: Any) -> Any:
         return getattr(client, operation)(**kwargs)
     except (ClientError, BotoCoreError) as exc:
         raise effect_error(client, operation, exc) from exc
+
+
+def paginate(client: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
+    """Every item under ``key`` across the pages of ``operation``, as one EffectError
+    line on failure."""
+    try:
+        pages = client.get_paginator(operation).paginate(**kwargs)
+        return [item for page in pages for item in page.get(key, [])]
+    except (ClientError, BotoCoreError) as exc:
+        raise effect_error(client, operation, exc) from exc
+
+
+def error_code(exc: BaseException) -> str:
+    """AWS's error code behind an EffectError from ``call``/``paginate`` ('' if none)."""
+    cause = exc.__cause__ if isinstance(exc, EffectError) else exc
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code", ""))
+    return ""

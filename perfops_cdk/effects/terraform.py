@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from perfops_cdk.errors import EffectError
 
 MIRROR_ENV = "PERFOPS_TF_PROVIDER_MIRROR"
@@ -101,12 +103,50 @@ def cli_config(project_dir: Path) -> dict[str, str]:
     return {CONFIG_ENV: str(path)}
 
 
-class Workspace:
-    """One synthesized stack directory (``cdktf.out/stacks/<name>``) to run terraform in."""
+@attrs.frozen
+class Change:
+    """One resource a plan would change: its address and Terraform's action."""
 
-    def __init__(self, stack_dir: Path, project_dir: Path) -> None:
+    address: str
+    action: str  # create | update | delete | replace | read
+
+
+@attrs.frozen
+class Plan:
+    """A saved plan (``plan_file``) and what it would do; no file when nothing changes."""
+
+    changes: tuple[Change, ...]
+    plan_file: Path | None
+
+
+@attrs.frozen
+class Outcome:
+    """What an apply did; ``errors`` are Terraform's error summaries, one line each."""
+
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    errors: tuple[str, ...] = ()
+
+
+PLAN_FILE = "perfops.tfplan"
+# Terraform's own graph walk: fleets make few resources, so more does not help much;
+# raising it helps a region with many security groups or deployments.
+DEFAULT_PARALLELISM = 20
+
+
+class Workspace:
+    """One synthesized stack directory (``cdktf.out/stacks/<name>``) to run terraform in.
+
+    ``plan``/``apply_plan`` speak Terraform's machine-readable UI (``-json``): the
+    changes and errors are read from its events, and a readable log of every run goes
+    to ``log_dir/<stack>.log`` (the one place to look when a region fails).
+    """
+
+    def __init__(self, stack_dir: Path, project_dir: Path, log_dir: Path | None = None) -> None:
         self.dir = stack_dir
         self.env = cli_config(project_dir)
+        self.log = (log_dir or project_dir / ".perfops" / "logs") / f"{stack_dir.name}.log"
 
     def _run(
         self, *argv: str, capture: bool = False, check: bool = True
@@ -114,65 +154,187 @@ class Workspace:
         return run(argv, cwd=self.dir, env=self.env, capture=capture, check=check)
 
     def init(self) -> None:
+        """``terraform init``, skipped when this stack was initialized for the same
+        backend and providers (init costs seconds per stack; most deploys change hosts,
+        not backends)."""
+        key = self._init_key()
+        stamp = self.dir / ".terraform" / "perfops-init"
+        lock = self.dir / ".terraform.lock.hcl"
+        if stamp.is_file() and lock.is_file() and stamp.read_text() == key:
+            return
         self._run("init", "-input=false", "-no-color", capture=True)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(key)
+
+    def _init_key(self) -> str:
+        try:
+            config = json.loads((self.dir / "cdk.tf.json").read_text())
+        except (OSError, ValueError):
+            return ""
+        return json.dumps(config.get("terraform", {}), sort_keys=True) + json.dumps(self.env)
+
+    def _events(self, argv: list[str]) -> tuple[int, list[dict[str, Any]]]:
+        """Run terraform with ``-json``; its events, and a readable log of them."""
+        # Flags before the plan file, Terraform's one positional argument.
+        result = self._run(argv[0], "-json", *argv[1:], capture=True, check=False)
+        events = []
+        for line in (result.stdout or "").splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a") as log:
+            log.write(f"$ terraform {' '.join(argv)}\n")
+            for event in events:
+                log.write(f"{event.get('@message', '')}\n")
+                detail = event.get("diagnostic", {}).get("detail")
+                if detail:
+                    log.write(f"  {detail}\n")
+            if result.stderr:
+                log.write(result.stderr)
+        return result.returncode, events
+
+    def plan(
+        self,
+        *,
+        destroy: bool = False,
+        replace: Sequence[str] = (),
+        parallelism: int = DEFAULT_PARALLELISM,
+    ) -> Plan:
+        """Plan (to destroy everything, with ``destroy``; replacing the ``replace``
+        addresses) and save it for ``apply_plan``."""
+        plan_file = self.dir / PLAN_FILE
+        plan_file.unlink(missing_ok=True)
+        argv = [
+            "plan",
+            "-input=false",
+            "-detailed-exitcode",
+            f"-parallelism={parallelism}",
+            f"-out={PLAN_FILE}",
+            *(["-destroy"] if destroy else []),
+            *(f"-replace={address}" for address in replace),
+        ]
+        code, events = self._events(argv)
+        errors = _errors(events, code)
+        if code == 1 or errors:
+            raise EffectError(f"{self.dir.name}: plan failed: {errors[0] if errors else code}")
+        return Plan(changes=_changes(events), plan_file=plan_file if code == 2 else None)
+
+    def apply_plan(self, plan: Plan, *, parallelism: int = DEFAULT_PARALLELISM) -> Outcome:
+        """Carry out a saved plan; Terraform's errors come back in the outcome."""
+        if plan.plan_file is None:
+            return Outcome()
+        argv = ["apply", "-input=false", f"-parallelism={parallelism}", PLAN_FILE]
+        code, events = self._events(argv)
+        plan.plan_file.unlink(missing_ok=True)
+        return _outcome(events, code)
+
+    def apply_now(
+        self,
+        *,
+        destroy: bool = False,
+        replace: Sequence[str] = (),
+        parallelism: int = DEFAULT_PARALLELISM,
+    ) -> tuple[Plan, Outcome]:
+        """Plan and apply in one Terraform run, unconfirmed (``-y``): one provider start
+        fewer than a saved plan, which matters when every start costs seconds."""
+        argv = [
+            "apply",
+            "-input=false",
+            "-auto-approve",
+            f"-parallelism={parallelism}",
+            *(["-destroy"] if destroy else []),
+            *(f"-replace={address}" for address in replace),
+        ]
+        code, events = self._events(argv)
+        return Plan(changes=_changes(events), plan_file=None), _outcome(events, code)
+
+    def state(self) -> dict[str, Any]:
+        """The stack's Terraform state (``terraform state pull``), ``{}`` when none."""
+        result = self._run("state", "pull", capture=True, check=False)
+        if result.returncode != 0:
+            raise EffectError(
+                f"{self.dir.name}: cannot read state: {_last_error_line(result.stderr)}"
+            )
+        try:
+            data: dict[str, Any] = json.loads(result.stdout or "{}")
+        except ValueError:
+            return {}
+        return data
 
     def validate(self) -> dict[str, Any]:
         result = self._run("validate", "-json", "-no-color", capture=True, check=False)
         report: dict[str, Any] = json.loads(result.stdout)
         return report
 
-    def apply(self, *, auto_approve: bool = True, quiet: bool = False) -> str:
-        """Apply; with ``quiet``, return terraform's summary line instead of printing."""
-        return self._summary(
-            self._run(
-                "apply",
-                "-input=false",
-                "-no-color" if quiet else "-compact-warnings",
-                *(["-auto-approve"] if auto_approve else []),
-                capture=quiet,
-            )
-        )
+    def apply(self) -> Outcome:
+        """Plan and apply in one go (no confirmation); raises on Terraform errors."""
+        outcome = self.apply_plan(self.plan())
+        if outcome.errors:
+            raise EffectError(f"{self.dir.name}: apply failed: {outcome.errors[0]}")
+        return outcome
 
-    def destroy(self, *, auto_approve: bool = True, quiet: bool = False) -> str:
-        return self._summary(
-            self._run(
-                "destroy",
-                "-input=false",
-                "-no-color" if quiet else "-compact-warnings",
-                *(["-auto-approve"] if auto_approve else []),
-                capture=quiet,
-            )
-        )
+    def destroy(self) -> Outcome:
+        """Destroy everything in the stack's state; raises on Terraform errors."""
+        outcome = self.apply_plan(self.plan(destroy=True))
+        if outcome.errors:
+            raise EffectError(f"{self.dir.name}: destroy failed: {outcome.errors[0]}")
+        return outcome
 
-    @staticmethod
-    def _summary(result: subprocess.CompletedProcess[str]) -> str:
-        lines = [ln for ln in (result.stdout or "").splitlines() if "complete!" in ln]
-        return lines[-1].strip() if lines else ""
-
-    def plan_changes(self) -> bool:
-        """True when a plan has changes (``-detailed-exitcode`` 2)."""
-        result = self._run(
-            "plan", "-input=false", "-no-color", "-detailed-exitcode", capture=True, check=False
-        )
-        if result.returncode not in (0, 2):
-            raise EffectError(f"terraform plan in {self.dir}: {_last_error_line(result.stderr)}")
-        return result.returncode == 2
-
-    def planned_changes(self) -> dict[str, list[str]]:
-        """Resource address -> actions, for every resource a plan would change."""
-        self._run("plan", "-input=false", "-no-color", "-out=perfops.tfplan", capture=True)
-        shown = self._run("show", "-json", "perfops.tfplan", capture=True).stdout
-        (self.dir / "perfops.tfplan").unlink(missing_ok=True)
-        changes = json.loads(shown).get("resource_changes", [])
-        return {
-            c["address"]: c["change"]["actions"]
-            for c in changes
-            if c["change"]["actions"] != ["no-op"]
-        }
-
-    def plan_text(self) -> str:
-        return self._run("plan", "-input=false", "-no-color", capture=True).stdout
+    def planned_changes(self) -> dict[str, str]:
+        """Resource address -> action, for every resource a plan would change."""
+        plan = self.plan()
+        if plan.plan_file is not None:
+            plan.plan_file.unlink(missing_ok=True)
+        return {c.address: c.action for c in plan.changes}
 
     def outputs(self) -> dict[str, Any]:
         raw = json.loads(self._run("output", "-json", capture=True).stdout or "{}")
         return {name: entry.get("value") for name, entry in raw.items()}
+
+
+def _errors(events: list[dict[str, Any]], exit_code: int) -> list[str]:
+    """Terraform's error diagnostics, one line each."""
+    errors = []
+    for event in events:
+        diagnostic = event.get("diagnostic") or {}
+        if diagnostic.get("severity") == "error":
+            where = diagnostic.get("address")
+            text = diagnostic.get("summary", "error")
+            detail = " ".join((diagnostic.get("detail") or "").split())
+            line = f"{where}: {text}" if where else text
+            errors.append(f"{line}: {detail}" if detail else line)
+    if not errors and exit_code not in (0, 2):
+        errors.append(f"terraform exited {exit_code}")
+    return errors
+
+
+def _changes(events: list[dict[str, Any]]) -> tuple[Change, ...]:
+    return tuple(
+        Change(e["change"]["resource"]["addr"], e["change"]["action"])
+        for e in events
+        if e.get("type") == "planned_change"
+    )
+
+
+def _outcome(events: list[dict[str, Any]], exit_code: int) -> Outcome:
+    summary: dict[str, Any] = {}
+    for event in events:
+        if event.get("type") == "change_summary":
+            summary = event.get("changes", {})
+    return Outcome(
+        added=int(summary.get("add", 0)),
+        changed=int(summary.get("change", 0)),
+        removed=int(summary.get("remove", 0)),
+        errors=tuple(_errors(events, 0 if exit_code == 0 else 1)),
+    )
+
+
+def show_plan(plan: Plan) -> str:
+    """A saved plan as Terraform prints it (for ``--verbose``)."""
+    if plan.plan_file is None:
+        return ""
+    folder = plan.plan_file.parent
+    env = cli_config(folder)
+    return run(["show", "-no-color", plan.plan_file.name], cwd=folder, env=env, capture=True).stdout

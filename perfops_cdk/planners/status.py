@@ -1,119 +1,112 @@
-"""What is declared versus what runs: the rows of ``perfops status``."""
+"""What is declared versus what runs: the rows of ``perfops status``, pure.
+
+Declared host groups come from the synthesized region stacks (planners/stacks.py);
+live hosts from EC2 by the deployer's tags. Hosts that run under the deployer's uuid
+but that no current declaration accounts for (a region dropped, a deployment renamed,
+a stack removed, an orphan of a crash) get rows of their own marked "not declared":
+they bill all the same.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import attrs
 
-from perfops_cdk.planners.containers import CONTAINERS_TAG
+from perfops_cdk.planners.stacks import HostGroup
 
-
-@attrs.frozen
-class PlannedHosts:
-    """One deployment's hosts in one region, as synthesized."""
-
-    deployment: str
-    region: str
-    count: int
-    ami: str
-    instance_type: str
-    uuid: str
-    security_groups: tuple[str, ...]
-    containers_per_host: int = 0
+LIVE_STATES = frozenset({"pending", "running"})
 
 
 @attrs.frozen
 class Host:
-    """A running (or pending) instance as EC2 reports it."""
+    """An instance as EC2 reports it, with the tags that place it."""
 
     instance_id: str
     region: str
+    app_stack: str
     deployment: str
     state: str
     ami: str
     instance_type: str
+    lifecycle: str = "on-demand"  # or "spot"
+    availability_zone: str = ""
+    launch_time: str = ""
+    public_ip: str = ""
+    private_ip: str = ""
+    containers: int = 0
 
 
 @attrs.frozen
 class StatusRow:
+    app_stack: str
     deployment: str
     region: str
     planned: int
     running: int
     ami: str
     instance_ids: tuple[str, ...]
-    security_groups: tuple[str, ...]
+    security_groups: tuple[str, ...] = ()
     containers_per_host: int = 0
+    market: str = "on-demand"
+    instance_types: tuple[str, ...] = ()
+    spot: int = 0
+    declared: bool = True
 
     @property
     def containers_planned(self) -> int:
         """Load-client containers across this row's planned hosts."""
         return self.planned * self.containers_per_host
 
+    @property
+    def live(self) -> int:
+        """Hosts running or starting."""
+        return len(self.instance_ids)
 
-def planned_hosts(stack_json: Mapping[str, Any]) -> list[PlannedHosts]:
-    """Read the hosts a synthesized stack declares (one ``aws_instance`` per region)."""
-    providers = {
-        f"aws.{p['alias']}": p["region"] for p in stack_json.get("provider", {}).get("aws", [])
-    }
-    resources = stack_json.get("resource", {})
-    group_names = {
-        logical: sg["name"] for logical, sg in resources.get("aws_security_group", {}).items()
-    }
-    planned = []
-    for instance in resources.get("aws_instance", {}).values():
-        tags = instance.get("tags", {})
-        groups = tuple(
-            group_names.get(ref.split(".")[1], ref)
-            for ref in instance.get("vpc_security_group_ids", [])
-        )
-        planned.append(
-            PlannedHosts(
-                deployment=tags.get("deployment", "?"),
-                region=providers.get(instance.get("provider", ""), "?"),
-                count=int(instance.get("count", 1)),
-                ami=instance.get("ami", "?"),
-                instance_type=instance.get("instance_type", "?"),
-                uuid=tags.get("perf-ops", "?"),
-                security_groups=groups,
-                containers_per_host=_count(tags.get(CONTAINERS_TAG)),
-            )
-        )
-    return sorted(planned, key=lambda p: (p.deployment, p.region))
+    @property
+    def matches(self) -> bool:
+        """Reality is the declaration: every planned host live, nothing undeclared."""
+        return self.live == self.planned and self.running == self.planned
 
 
-def _count(tag: Any) -> int:
-    """A count from a tag value; 0 when absent or not a number (e.g. set by hand)."""
-    try:
-        return max(0, int(tag))
-    except (TypeError, ValueError):
-        return 0
-
-
-LIVE_STATES = frozenset({"pending", "running"})
-
-
-def status_rows(planned: Iterable[PlannedHosts], hosts: Iterable[Host]) -> list[StatusRow]:
-    """Join declared and live hosts per deployment and region."""
-    by_key: dict[tuple[str, str], list[Host]] = {}
+def status_rows(groups: Iterable[HostGroup], hosts: Iterable[Host]) -> list[StatusRow]:
+    """Join declared groups and live hosts per stack, deployment and region."""
+    by_key: dict[tuple[str, str, str], list[Host]] = {}
     for host in hosts:
         if host.state in LIVE_STATES:
-            by_key.setdefault((host.deployment, host.region), []).append(host)
+            by_key.setdefault((host.app_stack, host.deployment, host.region), []).append(host)
     rows = []
-    for plan in planned:
-        live = by_key.get((plan.deployment, plan.region), [])
-        rows.append(
-            StatusRow(
-                deployment=plan.deployment,
-                region=plan.region,
-                planned=plan.count,
-                running=sum(1 for h in live if h.state == "running"),
-                ami=plan.ami,
-                instance_ids=tuple(sorted(h.instance_id for h in live)),
-                security_groups=plan.security_groups,
-                containers_per_host=plan.containers_per_host,
-            )
-        )
-    return rows
+    for group in groups:
+        live = by_key.pop((group.app_stack, group.deployment, group.region), [])
+        rows.append(_row(group.app_stack, group.deployment, group.region, live, group))
+    for (app_stack, deployment, region), live in by_key.items():
+        rows.append(_row(app_stack, deployment, region, live, None))
+    return sorted(rows, key=lambda r: (r.app_stack, r.deployment, r.region, not r.declared))
+
+
+def _row(
+    app_stack: str, deployment: str, region: str, live: Sequence[Host], group: HostGroup | None
+) -> StatusRow:
+    amis = sorted({h.ami for h in live})
+    return StatusRow(
+        app_stack=app_stack,
+        deployment=deployment,
+        region=region,
+        planned=group.hosts if group else 0,
+        running=sum(1 for h in live if h.state == "running"),
+        ami=group.ami if group else ", ".join(amis) or "-",
+        instance_ids=tuple(sorted(h.instance_id for h in live)),
+        security_groups=group.security_groups if group else (),
+        containers_per_host=group.containers_per_host if group else 0,
+        market=group.market if group else "-",
+        instance_types=group.instance_types
+        if group
+        else tuple(sorted({h.instance_type for h in live})),
+        spot=sum(1 for h in live if h.lifecycle == "spot"),
+        declared=group is not None,
+    )
+
+
+def drift(rows: Iterable[StatusRow]) -> bool:
+    """True when reality differs from the declaration (``perfops status`` exits 1)."""
+    return any(not r.matches for r in rows)

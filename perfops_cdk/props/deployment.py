@@ -1,37 +1,47 @@
-"""Props of a Deployment: hosts of one image, one instance type, many regions."""
+"""Props of a Deployment: hosts of one image across regions, bought per its Capacity."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import attrs
 
 from perfops_cdk.errors import InvalidField
+from perfops_cdk.props.capacity import Capacity, check_price, price_text
 from perfops_cdk.props.fields import each, int_range, one_of, to_dict, to_tuple, using
 from perfops_cdk.props.network import SecurityGroup
 from perfops_cdk.props.regions import check_region
+from perfops_cdk.props.tags import RESERVED_TAGS
 from perfops_cdk.props.validators import check_cidr, check_instance_type, check_tags
 
 ROOT_VOLUME_TYPES = frozenset({"gp2", "gp3", "io1", "io2"})
 MAX_HOSTS_PER_REGION = 5000
-# Name, perf-ops, deployment, image, managed-by
-RESERVED_TAGS = 5
-# Keys of aws_instance we set ourselves; raw_attributes may not silently replace them.
+# Keys of aws_launch_template we set ourselves; raw_attributes may not replace them.
 MANAGED_ATTRIBUTES = frozenset(
     {
-        "ami",
-        "count",
-        "provider",
+        "name",
+        "name_prefix",
+        "image_id",
         "instance_type",
+        "key_name",
         "metadata_options",
-        "root_block_device",
+        "block_device_mappings",
         "vpc_security_group_ids",
+        "security_group_names",
+        "network_interfaces",
         "tags",
+        "tag_specifications",
         "user_data",
         "instance_market_options",
+        "instance_initiated_shutdown_behavior",
+        "update_default_version",
+        "provider",
+        "count",
+        "for_each",
+        "lifecycle",
+        "depends_on",
     }
 )
 _USER_DATA_PART_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -45,30 +55,16 @@ class RootVolume:
     volume_type: str = attrs.field(default="gp3", validator=one_of(ROOT_VOLUME_TYPES))
 
 
-def _check_price(value: Any, field: str) -> None:
-    if value is None:
-        return
-    try:
-        price = Decimal(str(value))
-    except InvalidOperation:
-        price = Decimal(-1)
-    if not price.is_finite() or price <= 0:
-        raise InvalidField(field, value, "must be a positive USD price per hour, e.g. '0.25'")
-
-
-def _price_text(value: str | float | Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
 @attrs.frozen
 class Spot:
-    """One-time spot hosts (``aws_instance`` with spot market options).
+    """Spot hosts of the deployment's one ``instance_type``; the same as
+    ``capacity=Capacity.spot(instance_type, max_price=...)``.
 
     By default the price cap is the on-demand price.
     """
 
     max_price: str | None = attrs.field(
-        default=None, converter=_price_text, validator=using(_check_price)
+        default=None, converter=price_text, validator=using(check_price)
     )
 
 
@@ -116,13 +112,18 @@ def _check_security_groups(value: Any, field: str) -> None:
         seen.add(name)
 
 
+def _check_capacity(value: Any, field: str) -> None:
+    if not isinstance(value, Capacity):
+        raise InvalidField(field, value, "must be Capacity.on_demand(...) or Capacity.spot(...)")
+
+
 def _check_raw(value: Any, field: str) -> None:
     clash = sorted(MANAGED_ATTRIBUTES.intersection(value))
     if clash:
         raise InvalidField(
             field,
             clash[0],
-            "is set by Deployment; use its own prop (e.g. root_volume, spot, user_data)",
+            "is set by Deployment; use its own prop (e.g. root_volume, capacity, user_data)",
         )
 
 
@@ -130,7 +131,6 @@ def _check_raw(value: Any, field: str) -> None:
 class DeploymentProps:
     """Everything a Deployment declares, validated; see Deployment for the meaning."""
 
-    instance_type: str = attrs.field(validator=using(check_instance_type))
     regions: dict[str, int] = attrs.field(converter=to_dict, validator=using(_check_regions))
     security_groups: tuple[str | SecurityGroup, ...] = attrs.field(
         default=("allow-egress",), converter=to_tuple, validator=using(_check_security_groups)
@@ -141,8 +141,15 @@ class DeploymentProps:
     root_volume: RootVolume = attrs.field(
         factory=RootVolume, validator=attrs.validators.instance_of(RootVolume)
     )
+    instance_type: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(using(check_instance_type))
+    )
     spot: Spot | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Spot))
+    )
+    capacity: Capacity | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(using(_check_capacity)),
     )
     user_data: tuple[UserDataPart, ...] = attrs.field(default=(), converter=to_tuple)
     tags: dict[str, str] = attrs.field(
@@ -154,6 +161,26 @@ class DeploymentProps:
     raw_attributes: dict[str, Any] = attrs.field(
         factory=dict, converter=to_dict, validator=using(_check_raw)
     )
+
+    def __attrs_post_init__(self) -> None:
+        if (self.instance_type is None) == (self.capacity is None):
+            raise InvalidField(
+                "capacity",
+                self.capacity,
+                "give instance_type='r5d.2xlarge' or capacity=Capacity.spot(...), not both",
+            )
+        if self.spot is not None and self.capacity is not None:
+            raise InvalidField("spot", self.spot, "use Capacity.spot(...) in capacity instead")
+
+    @property
+    def buying(self) -> Capacity:
+        """The capacity, with ``instance_type`` and ``spot`` read as a one-type Capacity."""
+        if self.capacity is not None:
+            return self.capacity
+        assert self.instance_type is not None  # checked in __attrs_post_init__
+        if self.spot is not None:
+            return Capacity.spot(self.instance_type, max_price=self.spot.max_price)
+        return Capacity.on_demand(self.instance_type)
 
     @property
     def used_regions(self) -> tuple[str, ...]:

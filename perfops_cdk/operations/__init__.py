@@ -1,0 +1,16 @@
+"""What the CLI's commands do, as library functions that return data."""
+
+from perfops_cdk.operations.loading import DEFAULT_PARALLEL
+from perfops_cdk.operations.run import Confirm, Report, UnitRun, deploy, destroy
+from perfops_cdk.operations.status import Status, status
+
+__all__ = [
+    "DEFAULT_PARALLEL",
+    "Confirm",
+    "Report",
+    "Status",
+    "UnitRun",
+    "deploy",
+    "destroy",
+    "status",
+]

@@ -1,0 +1,48 @@
+"""``perfops status``: declared hosts against what EC2 runs under the deployer's uuid."""
+
+from __future__ import annotations
+
+import attrs
+
+from perfops_cdk.effects import ec2_instances
+from perfops_cdk.operations.loading import concurrently, load, regions_of
+from perfops_cdk.planners.status import StatusRow, drift, status_rows
+from perfops_cdk.project import Project
+from perfops_cdk.props.regions import DEFAULT_REGIONS
+
+STATUS_PARALLEL = 17  # one DescribeInstances per region, all regions at once
+
+
+@attrs.frozen
+class Status:
+    rows: tuple[StatusRow, ...]
+    regions: tuple[str, ...]
+    synthesized: bool
+
+    @property
+    def drift(self) -> bool:
+        return drift(self.rows)
+
+
+def status(project: Project, *, synth: bool | None = None, all_regions: bool = False) -> Status:
+    """Per stack, deployment and region: hosts declared and live, and live hosts of the
+    deployer no declaration accounts for. Looks in every region the project declares or
+    still has region stacks in (``all_regions``: every default region too).
+
+    ``synth`` None: re-synthesize only when the app's sources are newer than the last
+    synthesis; True or False force it either way.
+    """
+    synthesized = synth if synth is not None else project.stale()
+    if synthesized:
+        project.synth()
+    loaded = load(project)
+    units = [u for u in loaded.units]
+    uuids = sorted({uuid for uuid, _, _ in regions_of(units)})
+    regions = {region for _, _, region in regions_of(units)}
+    if all_regions:
+        regions |= set(DEFAULT_REGIONS)
+    places = sorted((uuid, region) for uuid in uuids for region in regions)
+    found = concurrently(places, lambda p: ec2_instances.hosts(p[1], p[0]), STATUS_PARALLEL)
+    groups = [g for u in units for g in u.groups]
+    rows = status_rows(groups, [h for hosts in found for h in hosts])
+    return Status(rows=tuple(rows), regions=tuple(sorted(regions)), synthesized=synthesized)

@@ -1,0 +1,235 @@
+"""Day two: every edit of the app converges with one ``perfops deploy``, and destroy
+proves nothing is left. Real Terraform against the emulator; judged by what AWS holds.
+
+Slow (each deploy runs Terraform per region stack): about a minute per test here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from fleetkit import (
+    MOTO_AMI,
+    UUID,
+    Fleet,
+    assert_converged,
+    groups,
+    live_hosts,
+    tagged,
+)
+
+from perfops_cdk.effects import aws
+from perfops_cdk.effects.emulator import Emulator
+
+pytestmark = [
+    pytest.mark.terraform,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed"),
+]
+
+
+@pytest.fixture
+def fleet(emulator: Emulator, tmp_path: Path) -> Fleet:
+    return Fleet(tmp_path / "project")
+
+
+def test_region_scaled_to_zero_then_dropped_converges(fleet: Fleet) -> None:
+    """A region set to 0 loses its hosts and groups; dropping it from the code and
+    adding another region converges too; destroy leaves nothing."""
+    steps = [
+        {"perf-ops": {"web": {"regions": {"eu-west-1": 2, "us-east-1": 1}}}},
+        {"perf-ops": {"web": {"regions": {"eu-west-1": 2, "us-east-1": 0}}}},
+        {"perf-ops": {"web": {"regions": {"eu-central-1": 1}}}},
+    ]
+    for declaration in steps:
+        fleet.declare(declaration)
+        fleet.deploy()
+        assert_converged(declaration)
+    destroyed = fleet.perfops("destroy", "-y")
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert "nothing left" in destroyed.stdout
+    assert tagged() == []
+
+
+def test_deployment_renamed_then_removed_converges(fleet: Fleet) -> None:
+    """Renaming a deployment replaces its hosts under the new name; removing the last
+    deployment of a stack destroys its region stacks' resources."""
+    first = {"perf-ops": {"web": {"regions": {"eu-west-1": 1}}}}
+    renamed = {"perf-ops": {"api": {"regions": {"eu-west-1": 1}}}}
+    fleet.declare(first)
+    fleet.deploy()
+    assert_converged(first)
+    fleet.declare(renamed)
+    fleet.deploy()
+    assert_converged(renamed)
+    fleet.declare({"perf-ops": {}})
+    fleet.deploy()
+    assert tagged() == []
+
+
+def test_stack_removed_from_the_app_is_destroyed_by_the_next_deploy(fleet: Fleet) -> None:
+    """A PerfOpsStack deleted from the code is emptied by the next deploy (from what the
+    ledger recorded), and the other stack is left as it was."""
+    both = {
+        "alpha": {"web": {"regions": {"eu-west-1": 1}}},
+        "beta": {"web": {"regions": {"eu-west-1": 1, "us-east-1": 1}}},
+    }
+    fleet.declare(both)
+    fleet.deploy()
+    assert_converged(both)
+    alpha_hosts = {k: v for k, v in live_hosts().items() if k[0] == "alpha"}
+    only_alpha = {"alpha": both["alpha"]}
+    fleet.declare(only_alpha)
+    fleet.deploy()
+    assert_converged(only_alpha)
+    assert {k: v for k, v in live_hosts().items() if k[0] == "alpha"} == alpha_hosts
+
+
+def test_image_swap_replaces_the_hosts(fleet: Fleet) -> None:
+    """Hosts boot the new AMI after the image changes; nothing of the old one runs."""
+    new_ami = aws.client("ec2", "eu-west-1").register_image(
+        Name="node-v2-test", RootDeviceName="/dev/xvda", VirtualizationType="hvm"
+    )["ImageId"]
+    declaration = {"perf-ops": {"web": {"regions": {"eu-west-1": 2}}}}
+    fleet.declare(declaration)
+    fleet.deploy()
+    fleet.images = {"node": {**fleet.images["node"], "eu-west-1": new_ami}}
+    fleet.declare(declaration)
+    fleet.deploy()
+    assert_converged(declaration)
+    reservations = aws.client("ec2", "eu-west-1").describe_instances(
+        Filters=[
+            {"Name": "tag:perf-ops", "Values": [UUID]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )["Reservations"]
+    assert {i["ImageId"] for r in reservations for i in r["Instances"]} == {new_ami}
+
+
+def test_same_deployment_id_in_two_stacks_do_not_collide(fleet: Fleet) -> None:
+    """Two stacks of one uuid may both have a "web": names, tags and status keep them
+    apart, and destroying one stack leaves the other's hosts."""
+    both = {
+        "alpha": {"web": {"regions": {"eu-west-1": 1}}},
+        "beta": {"web": {"regions": {"eu-west-1": 2}}},
+    }
+    fleet.declare(both)
+    fleet.deploy()
+    assert_converged(both)
+    status = fleet.perfops("status", "--no-synth")
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = [line.split("\t") for line in status.stdout.splitlines()[1:]]
+    assert sorted((r[0], r[1], r[3], r[4]) for r in rows) == [
+        ("alpha", "web", "1", "1"),
+        ("beta", "web", "2", "2"),
+    ]
+    destroyed = fleet.perfops("destroy", "-y", "--stack", "alpha")
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert live_hosts() == {("beta", "web", "eu-west-1"): 2}
+
+
+def test_status_reports_undeclared_hosts_and_exits_1(fleet: Fleet) -> None:
+    """A host of this deployer that nothing declares (here: started by hand with the
+    deployer's tags) gets a "not declared" row, and status exits 1 for scripts."""
+    declaration = {"perf-ops": {"web": {"regions": {"eu-west-1": 1}}}}
+    fleet.declare(declaration)
+    fleet.deploy()
+    assert fleet.perfops("status").returncode == 0
+    tags = [
+        {"Key": "perf-ops", "Value": UUID},
+        {"Key": "perf-ops:stack", "Value": "perf-ops"},
+        {"Key": "deployment", "Value": "forgotten"},
+    ]
+    stray = aws.client("ec2", "eu-west-1").run_instances(
+        ImageId=MOTO_AMI,
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )["Instances"][0]["InstanceId"]
+    status = fleet.perfops("status")
+    assert status.returncode == 1
+    row = next(line for line in status.stdout.splitlines() if "forgotten" in line).split("\t")
+    assert row[1:5] == ["forgotten (not declared)", "eu-west-1", "0", "1"]
+    assert row[-1] == stray
+
+
+def test_unknown_stack_on_the_command_line_is_one_line(fleet: Fleet) -> None:
+    """``--stack nope`` names what exists, exits 2, and creates nothing."""
+    fleet.declare({"perf-ops": {"web": {"regions": {"eu-west-1": 1}}}})
+    for command in ("deploy", "destroy"):
+        result = fleet.perfops(command, "-y", "--stack", "nope")
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            "error: --stack: 'nope' is not a stack of this app; known: perf-ops, perf-ops-eu-west-1"
+        ]
+    assert tagged() == []
+
+
+def test_missing_ami_fails_before_anything_is_created(fleet: Fleet) -> None:
+    """An AMI that does not exist stops the deploy with one line naming the image, the
+    region and the fix, before any group or host exists."""
+    fleet.images = {"node": {"eu-west-1": "ami-0123456789abcdef0"}}
+    fleet.declare({"perf-ops": {"web": {"regions": {"eu-west-1": 1}}}})
+    result = fleet.perfops("deploy", "-y")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: perf-ops/web: image 'node' has no AMI ami-0123456789abcdef0 in eu-west-1 "
+        "(it does not exist or is not available); fix ami_ids of perf-ops/node "
+        "(or copy the AMI to eu-west-1)"
+    )
+    assert tagged() == []
+
+
+def test_declining_the_prompt_changes_nothing(fleet: Fleet) -> None:
+    """Answering no is not an error: one line says nothing changed, exit 1, nothing
+    created."""
+    fleet.declare({"perf-ops": {"web": {"regions": {"eu-west-1": 1}}}})
+    result = fleet.perfops("deploy", stdin="n\n")
+    assert result.returncode == 1
+    assert "Apply these changes?" in result.stdout
+    assert "deploy cancelled: nothing was changed" in result.stderr
+    assert "error" not in result.stderr
+    assert tagged() == []
+
+
+def test_destroy_lists_leftovers_and_sweep_removes_only_ours(fleet: Fleet) -> None:
+    """Resources tagged with this deployer and stack but outside Terraform are listed
+    after destroy with the command that removes them; --sweep removes exactly those,
+    never another deployer's or untagged ones."""
+    fleet.declare({"perf-ops": {"web": {"regions": {"eu-west-1": 1}}}})
+    fleet.deploy()
+    ec2 = aws.client("ec2", "eu-west-1")
+
+    def group(name: str, tags: dict[str, str]) -> str:
+        spec = (
+            [
+                {
+                    "ResourceType": "security-group",
+                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                }
+            ]
+            if tags
+            else []
+        )
+        return str(
+            ec2.create_security_group(GroupName=name, Description="test", TagSpecifications=spec)[
+                "GroupId"
+            ]
+        )
+
+    ours = group("stray-ours", {"perf-ops": UUID, "perf-ops:stack": "perf-ops"})
+    theirs = group("stray-theirs", {"perf-ops": "someoneelse", "perf-ops:stack": "perf-ops"})
+    other_stack = group("stray-stack", {"perf-ops": UUID, "perf-ops:stack": "another"})
+    untagged = group("stray-untagged", {})
+    destroyed = fleet.perfops("destroy", "-y")
+    assert destroyed.returncode == 1
+    assert f"eu-west-1 security-group {ours}" in destroyed.stderr
+    assert "remove them with: perfops destroy --sweep" in destroyed.stderr
+    swept = fleet.perfops("destroy", "-y", "--sweep")
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    remaining = {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
+    assert ours not in remaining
+    assert {theirs, other_stack, untagged} <= remaining
+    assert groups() == {("eu-west-1", "stray-stack")}

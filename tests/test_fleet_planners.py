@@ -1,0 +1,259 @@
+"""The pure planners behind the fleet shape and day two: batches, stacks, leftovers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.planners import batches, changes, leftovers, stacks
+from perfops_cdk.planners.leftovers import Resource
+
+
+@pytest.mark.parametrize(
+    ("total", "size", "on_demand", "expected"),
+    [
+        (0, 25, 0, []),
+        (10, 25, 10, [("0", 10, 10)]),
+        (25, 25, 0, [("0", 25, 0)]),
+        (60, 25, 30, [("0", 25, 25), ("1", 25, 5), ("2", 10, 0)]),
+        (260, 25, 0, [(str(i), 25, 0) for i in range(10)] + [("10", 10, 0)]),
+    ],
+)
+def test_split_fills_full_batches_first_and_on_demand_first(
+    total: int, size: int, on_demand: int, expected: list[tuple[str, int, int]]
+) -> None:
+    """Hosts go in batches of ``size`` under stable keys; on-demand fills the first."""
+    assert [(b.key, b.hosts, b.on_demand) for b in batches.split(total, size, on_demand)] == (
+        expected
+    )
+
+
+def test_adding_hosts_keeps_every_full_batch() -> None:
+    """250 -> 260 hosts: the 10 full batches stay as they were, one new batch appears."""
+    before = batches.split(250, 25, 0)
+    after = batches.split(260, 25, 0)
+    assert after[: len(before)] == before
+    assert after[len(before) :] == [batches.Batch("10", 10, 0)]
+
+
+@pytest.mark.parametrize(
+    ("total", "spot", "base", "percent", "expected"),
+    [
+        (10, False, 0, 0, 10),
+        (10, True, 0, 0, 0),
+        (10, True, 3, 0, 3),
+        (10, True, 3, 50, 7),  # 3 + ceil(7 * 0.5)
+        (2, True, 5, 100, 2),
+        (10, True, 0, 100, 10),
+    ],
+)
+def test_on_demand_hosts_is_base_then_a_share_of_the_rest(
+    total: int, spot: bool, base: int, percent: int, expected: int
+) -> None:
+    """All on-demand without spot; with spot, the base first, then the share, rounded up."""
+    assert batches.on_demand_hosts(total, spot=spot, base=base, percent=percent) == expected
+
+
+def _state(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {"resources": list(resources)}
+
+
+FLEET_STATE = _state(
+    {
+        "mode": "managed",
+        "type": "aws_ec2_fleet",
+        "name": "web_hosts",
+        "instances": [
+            {
+                "index_key": "0",
+                "attributes": {
+                    "id": "fleet-1",
+                    "fleet_instance_set": [{"instance_ids": ["i-1", "i-2"]}],
+                    "target_capacity_specification": [{"total_target_capacity": 2}],
+                },
+            },
+            {
+                "index_key": "1",
+                "attributes": {
+                    "id": "fleet-2",
+                    "fleet_instance_set": [{"instance_ids": ["i-3"]}],
+                    "target_capacity_specification": [{"total_target_capacity": 2}],
+                },
+            },
+        ],
+    },
+    {
+        "mode": "managed",
+        "type": "aws_security_group",
+        "name": "web_allow-egress",
+        "instances": [{"attributes": {"id": "sg-1"}}],
+    },
+    {
+        "mode": "data",
+        "type": "aws_ami",
+        "name": "web_ami",
+        "instances": [{"attributes": {"id": "ami-1"}}],
+    },
+)
+
+
+def test_known_ids_include_each_fleets_instances() -> None:
+    """Every managed id of a state, and the hosts each fleet launched; data sources not."""
+    assert leftovers.known_ids(FLEET_STATE) == {"fleet-1", "fleet-2", "i-1", "i-2", "i-3", "sg-1"}
+
+
+def test_orphans_are_what_no_state_records() -> None:
+    """Unknown instances and groups are orphans; attached volumes go with their host,
+    an unattached one is always a leak; removal order puts fleets and hosts first."""
+    found = [
+        Resource("eu-west-1", "security-group", "sg-2"),
+        Resource("eu-west-1", "instance", "i-1", "running"),
+        Resource("eu-west-1", "instance", "i-9", "running"),
+        Resource("eu-west-1", "volume", "vol-1", "in-use"),
+        Resource("eu-west-1", "volume", "vol-2", "available"),
+        Resource("eu-west-1", "fleet", "fleet-9", "active"),
+    ]
+    assert [r.id for r in leftovers.orphans(found, leftovers.known_ids(FLEET_STATE))] == [
+        "fleet-9",
+        "i-9",
+        "sg-2",
+        "vol-2",
+    ]
+
+
+def test_short_fleets_are_those_that_lost_or_never_got_hosts() -> None:
+    """A fleet with a launched host gone, or fewer hosts than asked, is to be replaced."""
+    assert leftovers.short_fleets(FLEET_STATE, {"i-1", "i-2", "i-3"}) == [
+        'aws_ec2_fleet.web_hosts["1"]'
+    ]
+    assert leftovers.short_fleets(FLEET_STATE, {"i-2", "i-3"}) == [
+        'aws_ec2_fleet.web_hosts["0"]',
+        'aws_ec2_fleet.web_hosts["1"]',
+    ]
+
+
+def _note(region: str, deployments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "//": {
+            "perfops": {
+                "kind": "region",
+                "app_stack": "perf-ops",
+                "region": region,
+                "uuid": "u1",
+                "state_dir": "../../..",
+                "deployments": deployments,
+            }
+        },
+        "provider": {"aws": [{"region": region}]},
+    }
+
+
+GROUP = {
+    "hosts": 3,
+    "ami": "ami-1",
+    "instance_types": ["t3.micro"],
+    "security_groups": ["perf-ops-u1-perf-ops-web-allow-egress"],
+    "batches": {"0": 3},
+}
+MANIFEST = {
+    "stacks": {
+        "perf-ops": {"dependencies": []},
+        "perf-ops-eu-west-1": {"dependencies": []},
+        "user-stack": {"dependencies": ["perf-ops-eu-west-1"]},
+    }
+}
+JSONS = {
+    "perf-ops": {"//": {"perfops": {"kind": "app", "uuid": "u1"}}, "terraform": {}},
+    "perf-ops-eu-west-1": _note("eu-west-1", {"web": GROUP}),
+    "user-stack": {"resource": {"null_resource": {}}},
+}
+
+
+def test_read_units_tells_region_app_and_plain_stacks_apart() -> None:
+    """Region stacks carry their host groups; an app stack with only a backend has no
+    content; other cdktf stacks are plain units with their dependencies."""
+    units = {u.name: u for u in stacks.read_units(MANIFEST, JSONS)}
+    assert units["perf-ops"].kind == stacks.APP and not units["perf-ops"].has_content
+    region = units["perf-ops-eu-west-1"]
+    assert (region.kind, region.region, region.uuid, region.hosts) == (
+        stacks.REGION,
+        "eu-west-1",
+        "u1",
+        3,
+    )
+    assert region.groups[0].batches == {"0": 3}
+    assert units["user-stack"].kind == stacks.PLAIN
+    assert units["user-stack"].dependencies == ("perf-ops-eu-west-1",)
+
+
+def test_tombstones_are_recorded_stacks_the_app_no_longer_has() -> None:
+    """Ledger entries without a synthesized stack become tombstones with their uuid."""
+    units = stacks.read_units(MANIFEST, JSONS)
+    recorded = [
+        ("perf-ops-eu-west-1", "perf-ops", "eu-west-1"),
+        ("old-us-east-1", "old", "us-east-1"),
+    ]
+    [tomb] = stacks.tombstones(recorded, units, {"old": "u1"})
+    assert (tomb.name, tomb.kind, tomb.app_stack, tomb.region, tomb.uuid) == (
+        "old-us-east-1",
+        stacks.TOMBSTONE,
+        "old",
+        "us-east-1",
+        "u1",
+    )
+
+
+def test_select_takes_a_stack_with_its_region_stacks_and_refuses_unknown_names() -> None:
+    """--stack picks a PerfOpsStack and its regions, or one stack by name; a typo is one
+    line naming what exists and the closest match."""
+    units = stacks.read_units(MANIFEST, JSONS)
+    assert [u.name for u in stacks.select(units, "perf-ops")] == ["perf-ops", "perf-ops-eu-west-1"]
+    assert [u.name for u in stacks.select(units, "user-stack")] == ["user-stack"]
+    with pytest.raises(PerfOpsError) as caught:
+        stacks.select(units, "perf-opz")
+    assert str(caught.value) == (
+        "--stack: 'perf-opz' is not a stack of this app; known: perf-ops, "
+        "perf-ops-eu-west-1, user-stack; did you mean 'perf-ops'?"
+    )
+
+
+def test_waves_respect_dependencies_and_reverse_for_destroy() -> None:
+    """A stack runs after what it depends on; destroying runs the other way round."""
+    units = stacks.read_units(MANIFEST, JSONS)
+    names = [[u.name for u in wave] for wave in stacks.waves(units)]
+    assert names == [["perf-ops", "perf-ops-eu-west-1"], ["user-stack"]]
+    backwards = [[u.name for u in wave] for wave in stacks.waves(units, reverse=True)]
+    assert backwards == [["user-stack"], ["perf-ops", "perf-ops-eu-west-1"]]
+
+
+def test_plan_summary_is_a_line_per_deployment_with_hosts_launched() -> None:
+    """Resource changes read as per-deployment counts; fleet bookkeeping is left out."""
+    [unit] = [u for u in stacks.read_units(MANIFEST, JSONS) if u.kind == stacks.REGION]
+    planned = [
+        ('aws_ec2_fleet.web_hosts["0"]', "create"),
+        ("aws_launch_template.web_template", "create"),
+        ("aws_security_group.web_allow-egress", "create"),
+        ('terraform_data.web_spec["0"]', "create"),
+        ('aws_ec2_fleet.old_hosts["0"]', "delete"),
+    ]
+    assert changes.describe(unit, planned) == [
+        "perf-ops-eu-west-1  old: destroy 1",
+        "perf-ops-eu-west-1  web: create 3; launches 3 host(s)",
+    ]
+    assert changes.totals(planned) == "3 to create, 1 to destroy"
+
+
+def test_matches_compares_live_hosts_and_groups_with_the_declaration() -> None:
+    """A region matches when each deployment has its hosts live and its groups exist."""
+    [unit] = [u for u in stacks.read_units(MANIFEST, JSONS) if u.kind == stacks.REGION]
+    group = Resource(
+        "eu-west-1", "security-group", "sg-1", name="perf-ops-u1-perf-ops-web-allow-egress"
+    )
+    hosts = [
+        Resource("eu-west-1", "instance", f"i-{n}", "running", deployment="web") for n in range(3)
+    ]
+    assert leftovers.matches(unit.groups, [group, *hosts])
+    assert not leftovers.matches(unit.groups, [group, *hosts[:2]])
+    assert not leftovers.matches(unit.groups, hosts)
