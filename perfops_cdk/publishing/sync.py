@@ -12,22 +12,15 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from perfops_cdk.effects import aws, nix, state_file
 from perfops_cdk.effects import ec2_images as ec2
 from perfops_cdk.effects.ebs_snapshot import BLOCK_SIZE, data_block_indexes, upload_snapshot
-from perfops_cdk.effects.import_snapshot import (
-    Boto3Importer,
-    SnapshotImporter,
-    import_snapshot,
-    upload_to_s3,
-)
+from perfops_cdk.effects.import_snapshot import Boto3Importer, import_snapshot, upload_to_s3
 from perfops_cdk.errors import EffectError, PerfOpsError
 from perfops_cdk.planners import ami_sync as plan
 from perfops_cdk.planners.ami_sync import ImagePlan, Selection
@@ -39,6 +32,14 @@ from perfops_cdk.publishing.identity import (
     plan_all,
     raw_identity,
     state_path,
+)
+from perfops_cdk.publishing.records import (
+    DEFAULT_OPTIONS,
+    ImageResult,
+    Progress,
+    ProgressEvent,
+    SyncOptions,
+    quiet,
 )
 
 __all__ = [
@@ -57,79 +58,11 @@ MANAGED_BY = "perfops_cdk"  # the value of every perfops resource's managed-by t
 RAW_SYSTEM = "x86_64-linux"  # upload-raw images: no image-info.json says otherwise
 
 
-@attrs.frozen
-class ProgressEvent:
-    """One change a live view shows: an image's region reached ``stage``."""
-
-    image: str
-    region: str
-    stage: str
-    done: int | None = None
-    total: int | None = None
-    detail: str = ""
-
-
-Progress = Callable[[ProgressEvent], None]
-
-
-def _quiet(_: ProgressEvent) -> None:
-    pass
-
-
-@attrs.frozen
-class SyncOptions:
-    """How to sync. Defaults: EBS direct upload, 16 upload workers, 8 parallel copies."""
-
-    method: str = attrs.field(default="ebs", validator=attrs.validators.in_(("ebs", "import")))
-    force: bool = False
-    dry_run: bool = False
-    workers: int = 16
-    copy_workers: int = 8
-    # S3 bucket for --method import. Default: perfops-images-<uuid> in the home region.
-    bucket: str | None = None
-    # The import seam; default Boto3Importer over the home region's EC2 client.
-    importer_for: Callable[[str], SnapshotImporter] | None = None
-    poll_s: float = 15.0
-
-
-@attrs.frozen
-class ImageResult:
-    """What a sync did for one image."""
-
-    plan: ImagePlan
-    built: bool = False
-    bytes_uploaded: int = 0
-    registered: bool = False
-    copied: tuple[str, ...] = ()
-    ami_ids: dict[str, str] = attrs.field(factory=dict)
-    failed: dict[str, str] = attrs.field(factory=dict)
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        target = self.plan.target
-        head = f"{target.name}: {target.ami_name}"
-        if self.failed:
-            first = next(iter(self.failed.values()))
-            return f"{head}: FAILED in {', '.join(sorted(self.failed))}: {first}"
-        if self.plan.unchanged:
-            return f"{head}: up to date in {len(self.ami_ids)} region(s)"
-        did = [
-            *(["built"] if self.built else []),
-            *([f"uploaded {self.bytes_uploaded / 1024**2:.1f} MiB"] if self.bytes_uploaded else []),
-            *(["registered"] if self.registered else []),
-            *([f"copied to {len(self.copied)}"] if self.copied else []),
-        ]
-        return (
-            f"{head}: available in {len(self.ami_ids)} region(s) "
-            f"({', '.join(did) or 'waited'}) in {self.seconds:.1f} s"
-        )
-
-
 def sync_images(
     selections: Sequence[Selection],
     *,
-    options: SyncOptions = SyncOptions(),
-    progress: Progress = _quiet,
+    options: SyncOptions = DEFAULT_OPTIONS,
+    progress: Progress = quiet,
 ) -> list[ImageResult]:
     """Publish every selected image as AMIs in its regions; see the module docstring.
 
