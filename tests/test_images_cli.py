@@ -224,3 +224,82 @@ def test_lost_state_file_is_rebuilt_from_ami_tags(project: Path) -> None:
     result = invoke("list", "--regions", USED, "--rebuild-state")
     assert result.exit_code == 0, result.output
     assert state_file.load(project / "state.json").ami_ids("cliimg") == before
+
+
+def _published_by_a_sync(regions: tuple[str, ...] = (HOME, "us-east-1")) -> dict[str, str]:
+    """AMIs as a finished sync leaves them (registered straight away: no build needed)."""
+    amis: dict[str, str] = {}
+    for region in regions:
+        ec2 = aws.client("ec2", region)
+        ami = ec2.register_image(Name="cliimg-0123", RootDeviceName="/dev/xvda")["ImageId"]
+        tags = {
+            "Name": "cliimg-0123",
+            "perf-ops": UUID,
+            "perf-ops:image": "cliimg",
+            "perf-ops:ami-name": "cliimg-0123",
+            "perf-ops:source-region": HOME,
+            "managed-by": "perfops_cdk",
+        }
+        ec2.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        amis[region] = ami
+    return amis
+
+
+UNREADABLE_STATE = {
+    "invalid JSON": "{not json",
+    "images as a list": '{"version": 1, "images": []}',
+    "wrong version": '{"version": 7, "images": {}}',
+}
+
+
+@pytest.mark.parametrize("text", UNREADABLE_STATE.values(), ids=UNREADABLE_STATE.keys())
+def test_rebuild_state_rewrites_an_unreadable_state_file_and_keeps_a_copy(
+    project: Path, text: str
+) -> None:
+    """`list --rebuild-state` works from a corrupt state.json and keeps its bytes beside it."""
+    amis = _published_by_a_sync()
+    (project / "state.json").write_text(text)
+    result = invoke("list", "--regions", USED, "--rebuild-state")
+    assert result.exit_code == 0, result.output
+    assert state_file.load(project / "state.json").ami_ids("cliimg") == amis
+    [kept] = project.glob("state.json.corrupt-*")
+    assert kept.read_text() == text
+    assert f"kept the unreadable state as {kept}\n" in result.output
+
+
+def _deployments_py() -> Any:
+    return subprocess.run(
+        [sys.executable, "deployments.py"], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize("text", UNREADABLE_STATE.values(), ids=UNREADABLE_STATE.keys())
+@pytest.mark.parametrize("command", ["images sync", "images delete --yes", "deployments.py"])
+def test_commands_reading_an_unreadable_state_say_one_line_and_exit_2(
+    project: Path, text: str, command: str
+) -> None:
+    """sync, delete and synth name the file and the way out in one line; nothing changes."""
+    amis = _published_by_a_sync()
+    path = project / "state.json"
+    path.write_text(text)
+    if command == "deployments.py":
+        done = _deployments_py()
+        code, errors = done.returncode, done.stderr
+    else:
+        result = invoke(*command.split()[1:], "--regions", USED)
+        code, errors = result.exit_code, result.stderr
+    assert code == 2
+    assert "Traceback" not in errors
+    [line] = errors.strip().splitlines()
+    assert line.startswith(f"error: {path}: ")
+    assert line.endswith("run: perfops images list --rebuild-state")
+    assert path.read_text() == text
+    for region, ami in amis.items():
+        assert [i["ImageId"] for i in amis_named(region, "cliimg-0123")] == [ami]
+
+
+def amis_named(region: str, name: str) -> list[dict[str, Any]]:
+    images: list[dict[str, Any]] = aws.client("ec2", region).describe_images(
+        Owners=["self"], Filters=[{"Name": "name", "Values": [name]}]
+    )["Images"]
+    return images

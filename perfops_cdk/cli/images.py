@@ -216,19 +216,27 @@ def _state_path(requirement: ImageRequirement) -> Path:
 def list_images(
     regions: Regions = None,
     rebuild_state: Annotated[
-        bool, typer.Option(help="Rewrite state.json from the AMIs' tags (if it was lost).")
+        bool,
+        typer.Option(
+            help="Rewrite state.json from the AMIs' tags (lost or unreadable: a copy is kept)."
+        ),
     ] = False,
 ) -> None:
     """Per image and region: AMI, snapshot, state (this uuid's, looked up in AWS)."""
     try:
         requirement = _home_requirement(_requirements())
         found = cleanup.find_images(_regions(regions), requirement.uuid)
+        kept = None
         if rebuild_state:
             path = _state_path(requirement)
             with state_file.locked(path):
-                state_file.save(path, cleanup.state_from_tags(found, requirement.uuid))
+                kept = state_file.rebuild(path, cleanup.state_from_tags(found, requirement.uuid))
     except PerfOpsError as error:
         raise _fail(error) from None
+    if kept is not None:
+        console.print(
+            f"kept the unreadable state as {kept}", markup=False, highlight=False, soft_wrap=True
+        )
     table = Table(title=f"images of {requirement.uuid}", box=None)
     for column in ("image", "region", "AMI", "name", "snapshot", "state"):
         # Ids stay whole (people copy them); the long AMI name wraps instead.

@@ -121,6 +121,8 @@ def refuse_pending(found: Sequence[Found], state_path: Path) -> None:
 def remove(found: Sequence[Found], state_path: Path) -> list[str]:
     """Delete the found AMIs (with their snapshots) and stray snapshots; one line each."""
     refuse_pending(found, state_path)
+    # An unreadable state could not forget what is removed: refuse before removing anything.
+    state_file.load(state_path)
 
     def one(item: Found) -> str:
         client = aws.client("ec2", item.region)
