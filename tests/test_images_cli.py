@@ -226,23 +226,74 @@ def test_lost_state_file_is_rebuilt_from_ami_tags(project: Path) -> None:
     assert state_file.load(project / "state.json").ami_ids("cliimg") == before
 
 
+SYNC_TAGS = {
+    "Name": "cliimg-0123",
+    "perf-ops": UUID,
+    "perf-ops:image": "cliimg",
+    "perf-ops:ami-name": "cliimg-0123",
+    "perf-ops:source-region": HOME,
+    "managed-by": "perfops_cdk",
+}
+# What a host's volume carries (see Deployment): the uuid, never the sync's own tags.
+HOST_TAGS = {
+    "Name": "perf-ops-fleet",
+    "perf-ops": UUID,
+    "deployment": "fleet",
+    "image": "cliimg",
+    "managed-by": "perfops_cdk",
+}
+
+
+def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
 def _published_by_a_sync(regions: tuple[str, ...] = (HOME, "us-east-1")) -> dict[str, str]:
     """AMIs as a finished sync leaves them (registered straight away: no build needed)."""
     amis: dict[str, str] = {}
     for region in regions:
         ec2 = aws.client("ec2", region)
         ami = ec2.register_image(Name="cliimg-0123", RootDeviceName="/dev/xvda")["ImageId"]
-        tags = {
-            "Name": "cliimg-0123",
-            "perf-ops": UUID,
-            "perf-ops:image": "cliimg",
-            "perf-ops:ami-name": "cliimg-0123",
-            "perf-ops:source-region": HOME,
-            "managed-by": "perfops_cdk",
-        }
-        ec2.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        ec2.create_tags(Resources=[ami], Tags=_tag_list(SYNC_TAGS))
         amis[region] = ami
     return amis
+
+
+def _snapshot(region: str, tags: dict[str, str]) -> str:
+    ec2 = aws.client("ec2", region)
+    volume = ec2.create_volume(Size=1, AvailabilityZone=f"{region}a")["VolumeId"]
+    snapshot: str = ec2.create_snapshot(
+        VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": _tag_list(tags)}]
+    )["SnapshotId"]
+    return snapshot
+
+
+def _snapshot_exists(region: str, snapshot_id: str) -> bool:
+    snapshots = aws.client("ec2", region).describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    return snapshot_id in {s["SnapshotId"] for s in snapshots}
+
+
+def test_delete_and_purge_spare_resources_that_only_carry_the_uuid(project: Path) -> None:
+    """A host volume's snapshot (and an AMI) tagged perf-ops=<uuid> survive; the sync's go."""
+    synced = _published_by_a_sync()
+    stray = _snapshot(HOME, SYNC_TAGS)  # an upload whose AMI was never registered
+    host_snapshot = _snapshot(HOME, HOST_TAGS)
+    ec2 = aws.client("ec2", HOME)
+    host_ami = ec2.register_image(Name="made-from-a-host", RootDeviceName="/dev/xvda")["ImageId"]
+    ec2.create_tags(Resources=[host_ami], Tags=_tag_list(HOST_TAGS))
+
+    done = invoke("delete", "--regions", USED, "--yes")
+    assert done.exit_code == 0, done.output
+    for region in synced:
+        assert amis_named(region, "cliimg-0123") == []
+    assert not _snapshot_exists(HOME, stray)
+    assert _snapshot_exists(HOME, host_snapshot)
+    assert [i["ImageId"] for i in amis_named(HOME, "made-from-a-host")] == [host_ami]
+
+    purged = invoke("purge", "--regions", USED, "--yes")
+    assert purged.exit_code == 0, purged.output
+    assert _snapshot_exists(HOME, host_snapshot)
+    assert [i["ImageId"] for i in amis_named(HOME, "made-from-a-host")] == [host_ami]
 
 
 UNREADABLE_STATE = {

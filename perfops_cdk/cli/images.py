@@ -269,7 +269,8 @@ def _confirm_and_remove(found: list[cleanup.Found], path: Path, yes: bool, what:
 
 @images_app.command("delete")
 def delete(regions: Regions = None, yes: Yes = False) -> None:
-    """Remove this uuid's AMIs and snapshots in every region (never another uuid's)."""
+    """Remove the AMIs and snapshots this uuid's syncs made (never another uuid's, never a
+    host's snapshot)."""
     try:
         requirement = _home_requirement(_requirements())
         found = cleanup.find_images(_regions(regions), requirement.uuid)
@@ -280,7 +281,7 @@ def delete(regions: Regions = None, yes: Yes = False) -> None:
 
 @images_app.command("purge")
 def purge(regions: Regions = None, yes: Yes = False) -> None:
-    """Remove every perf-ops AMI and snapshot in the account, whichever uuid made it."""
+    """Remove every AMI and snapshot an image sync made in the account, whichever uuid."""
     try:
         requirement = _home_requirement(_requirements())
         found = cleanup.find_images(_regions(regions), None)

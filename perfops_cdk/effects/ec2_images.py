@@ -31,7 +31,9 @@ __all__ = [
     "delete_snapshot",
     "find_images_by_name",
     "find_images_by_tag",
+    "find_images_by_tags",
     "find_snapshots_by_tag",
+    "find_snapshots_by_tags",
     "register_image",
     "tag_resources",
     "wait_image_available",
@@ -141,20 +143,32 @@ def find_images_by_name(ec2: Any, name: str) -> list[Image]:
     return _describe_images(ec2, [{"Name": "name", "Values": [name]}])
 
 
+def _tag_filters(tags: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    return [
+        {"Name": "tag-key", "Values": [k]} if v is None else {"Name": f"tag:{k}", "Values": [v]}
+        for k, v in tags.items()
+    ]
+
+
+def find_images_by_tags(ec2: Any, tags: Mapping[str, str | None]) -> list[Image]:
+    """This account's images carrying every tag in ``tags`` (a None value: any value)."""
+    return _describe_images(ec2, _tag_filters(tags))
+
+
 def find_images_by_tag(ec2: Any, key: str, value: str | None = None) -> list[Image]:
     """This account's images carrying tag ``key`` (with ``value``, when given)."""
-    if value is None:
-        return _describe_images(ec2, [{"Name": "tag-key", "Values": [key]}])
-    return _describe_images(ec2, [{"Name": f"tag:{key}", "Values": [value]}])
+    return find_images_by_tags(ec2, {key: value})
+
+
+def find_snapshots_by_tags(ec2: Any, tags: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    """This account's snapshots carrying every tag in ``tags`` (a None value: any value)."""
+    filters = _tag_filters(tags)
+    return _paginate(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=filters)
 
 
 def find_snapshots_by_tag(ec2: Any, key: str, value: str | None = None) -> list[dict[str, Any]]:
     """This account's snapshots tagged ``key`` (``=value`` when given), as EC2 describes them."""
-    if value is None:
-        where = {"Name": "tag-key", "Values": [key]}
-    else:
-        where = {"Name": f"tag:{key}", "Values": [value]}
-    return _paginate(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=[where])
+    return find_snapshots_by_tags(ec2, {key: value})
 
 
 def tag_resources(ec2: Any, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:

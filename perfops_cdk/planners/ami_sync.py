@@ -26,6 +26,7 @@ __all__ = [
     "ami_name_for",
     "plan_image",
     "select",
+    "sync_tag_filter",
 ]
 
 # ready: nothing to do; wait: exists, not yet available; upload: snapshot + register in
@@ -42,6 +43,14 @@ TAG_SNAPSHOT = "perf-ops:source-snapshot"
 TAG_MANAGED_BY = "managed-by"
 # Set on a snapshot once every block is in: only such a snapshot is registered by a rerun.
 TAG_UPLOADED = "perf-ops:uploaded"
+MANAGED_BY = "perfops_cdk"  # the value of every perfops resource's managed-by tag
+
+
+def sync_tag_filter(uuid: str | None) -> dict[str, str | None]:
+    """Tags (None: any value) that select the AMIs and snapshots a sync made, for ``uuid``
+    or (None) any uuid. The uuid alone is not enough: hosts' volumes, their snapshots and
+    AMIs made from them carry it too, and they are never the sync's to remove."""
+    return {TAG_UUID: uuid, TAG_AMI_NAME: None}
 
 
 def ami_name_for(image_name: str, store_hash: str) -> str:

@@ -41,12 +41,9 @@ class Found:
 
 def _find_region(region: str, uuid: str | None) -> list[Found]:
     client = aws.client("ec2", region)
-    if uuid is None:
-        images = ec2.find_images_by_tag(client, plan.TAG_UUID)
-        snaps = ec2.find_snapshots_by_tag(client, plan.TAG_UUID)
-    else:
-        images = ec2.find_images_by_tag(client, plan.TAG_UUID, uuid)
-        snaps = ec2.find_snapshots_by_tag(client, plan.TAG_UUID, uuid)
+    ours = plan.sync_tag_filter(uuid)
+    images = ec2.find_images_by_tags(client, ours)
+    snaps = ec2.find_snapshots_by_tags(client, ours)
     found = [
         Found(
             region=region,
@@ -80,7 +77,7 @@ def _find_region(region: str, uuid: str | None) -> list[Found]:
 
 
 def find_images(regions: Iterable[str], uuid: str | None) -> list[Found]:
-    """Perf-ops AMIs and snapshots in ``regions``: this ``uuid``'s, or every one (None)."""
+    """The AMIs and snapshots syncs made in ``regions``: this ``uuid``'s, or all (None)."""
     targets = sorted(set(regions))
     with ThreadPoolExecutor(max_workers=max(1, min(17, len(targets)))) as pool:
         return [f for found in pool.map(lambda r: _find_region(r, uuid), targets) for f in found]

@@ -54,7 +54,6 @@ __all__ = [
 ]
 
 GIB = 1024**3
-MANAGED_BY = "perfops_cdk"  # the value of every perfops resource's managed-by tag
 RAW_SYSTEM = "x86_64-linux"  # upload-raw images: no image-info.json says otherwise
 
 
@@ -114,7 +113,7 @@ class _Publisher:
             plan.TAG_AMI_NAME: self.target.ami_name,
             plan.TAG_SOURCE_REGION: self.target.home_region,
             plan.TAG_SNAPSHOT: snapshot_id,
-            plan.TAG_MANAGED_BY: MANAGED_BY,
+            plan.TAG_MANAGED_BY: plan.MANAGED_BY,
         }
 
     def record(self, region: str, **changes: Any) -> None:
