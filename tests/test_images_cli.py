@@ -354,3 +354,79 @@ def amis_named(region: str, name: str) -> list[dict[str, Any]]:
         Owners=["self"], Filters=[{"Name": "name", "Values": [name]}]
     )["Images"]
     return images
+
+
+class _Killed(BaseException):
+    """The sync process dying at a chosen call (not an Exception: nothing may catch it)."""
+
+
+def _die_before_tagging_an_ami(monkeypatch: pytest.MonkeyPatch, region: str) -> None:
+    """The first CreateTags on an AMI in ``region`` kills the sync before it is sent; later
+    ones pass, as they would in the next process."""
+    real = aws.client
+    armed = [True]
+
+    def die(params: dict[str, Any], **_: Any) -> None:
+        if armed[0] and any(r.startswith("ami-") for r in params.get("Resources", [])):
+            armed[0] = False
+            raise _Killed
+
+    def client(service: str, where: str, **kwargs: Any) -> Any:
+        made = real(service, where, **kwargs)
+        if service == "ec2" and where == region:
+            made.meta.events.register("provide-client-params.ec2.CreateTags", die)
+        return made
+
+    monkeypatch.setattr(aws, "client", client)
+
+
+def _cliimg_amis(region: str) -> list[dict[str, Any]]:
+    return [i for i in amis_named(region, "cliimg-*") if i["Name"] != "cliimg-0123"]
+
+
+@pytest.mark.parametrize("region", [HOME, "us-east-1"], ids=["register", "copy"])
+def test_sync_killed_before_tagging_an_ami_reruns_to_a_tagged_ami_delete_finds(
+    project: Path, monkeypatch: pytest.MonkeyPatch, region: str
+) -> None:
+    """An AMI left untagged by a kill gets every sync tag (and its snapshots) on the rerun."""
+    _die_before_tagging_an_ami(monkeypatch, region)
+    with pytest.raises(_Killed):
+        invoke("sync")
+    [untagged] = _cliimg_amis(region)
+    assert "perf-ops" not in {t["Key"] for t in untagged.get("Tags", [])}
+
+    again = invoke("sync")
+    assert again.exit_code == 0, again.output
+    ami_name = untagged["Name"]
+    ec2 = aws.client("ec2", HOME)
+    [uploaded] = ec2.describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": "tag:perf-ops:uploaded", "Values": ["true"]}]
+    )["Snapshots"]
+    wanted = {
+        "Name": ami_name,
+        "perf-ops": UUID,
+        "perf-ops:image": "cliimg",
+        "perf-ops:ami-name": ami_name,
+        "perf-ops:source-region": HOME,
+        "perf-ops:source-snapshot": uploaded["SnapshotId"],
+        "managed-by": "perfops_cdk",
+    }
+    found = {}
+    for where in (HOME, "us-east-1"):
+        [image] = _cliimg_amis(where)
+        assert {t["Key"]: t["Value"] for t in image["Tags"]} == wanted
+        backing = [m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"]]
+        for snapshot in aws.client("ec2", where).describe_snapshots(SnapshotIds=backing)[
+            "Snapshots"
+        ]:
+            tags = {t["Key"]: t["Value"] for t in snapshot["Tags"]}
+            assert (tags["perf-ops"], tags["perf-ops:ami-name"]) == (UUID, ami_name)
+        found[where] = image["ImageId"]
+    assert found[region] == untagged["ImageId"]
+
+    listing = invoke("list", "--regions", USED)
+    assert all(ami in listing.output for ami in found.values()), listing.output
+    deleted = invoke("delete", "--regions", USED, "--yes")
+    assert deleted.exit_code == 0, deleted.output
+    assert _cliimg_amis(HOME) == _cliimg_amis("us-east-1") == []
+    assert not _snapshot_exists(HOME, uploaded["SnapshotId"])

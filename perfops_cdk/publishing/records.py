@@ -62,6 +62,7 @@ class ImageResult:
     ami_ids: dict[str, str] = attrs.field(factory=dict)
     failed: dict[str, str] = attrs.field(factory=dict)
     seconds: float = 0.0
+    retagged: tuple[str, ...] = ()  # regions whose AMI found by name lacked the sync's tags
 
     def summary(self) -> str:
         target = self.plan.target
@@ -76,6 +77,7 @@ class ImageResult:
             *([f"uploaded {self.bytes_uploaded / 1024**2:.1f} MiB"] if self.bytes_uploaded else []),
             *(["registered"] if self.registered else []),
             *([f"copied to {len(self.copied)}"] if self.copied else []),
+            *([f"added missing tags in {len(self.retagged)}"] if self.retagged else []),
         ]
         return (
             f"{head}: available in {len(self.ami_ids)} region(s) "

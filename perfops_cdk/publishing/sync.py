@@ -101,20 +101,13 @@ class _Publisher:
         self.options = options
         self.progress = progress
         self.result: dict[str, Any] = {"built": False, "bytes_uploaded": 0, "registered": False}
+        self.retagged: list[str] = []  # appended from copy threads: list.append is atomic
 
     def say(self, region: str, stage: str, **kw: Any) -> None:
         self.progress(ProgressEvent(self.target.name, region, stage, **kw))
 
     def tags(self, snapshot_id: str) -> dict[str, str]:
-        return {
-            "Name": self.target.ami_name,
-            plan.TAG_UUID: self.target.uuid,
-            plan.TAG_IMAGE: self.target.name,
-            plan.TAG_AMI_NAME: self.target.ami_name,
-            plan.TAG_SOURCE_REGION: self.target.home_region,
-            plan.TAG_SNAPSHOT: snapshot_id,
-            plan.TAG_MANAGED_BY: plan.MANAGED_BY,
-        }
+        return plan.sync_tags(self.target, snapshot_id)
 
     def record(self, region: str, **changes: Any) -> None:
         self.recorder.set_region(self.target.name, region, **changes)
@@ -157,6 +150,7 @@ class _Publisher:
             ami_ids=ami_ids,
             failed=failed,
             seconds=time.monotonic() - started,
+            retagged=tuple(sorted(self.retagged)),
             **self.result,
         )
 
@@ -197,10 +191,10 @@ class _Publisher:
         region = step.region
         client = ec2_client(region)
         if step.action == "ready":
-            return self._ready(step)
+            return self._ready(step, step.snapshot_id or "")
         if step.action == "wait":
             assert step.ami_id is not None
-            return self._available(client, region, step.ami_id)
+            return self._available(client, region, step.ami_id, self.tags(step.snapshot_id or ""))
         if step.action == "replace":
             assert step.ami_id is not None
             ec2.delete_image(client, step.ami_id)
@@ -231,11 +225,18 @@ class _Publisher:
         )
         self.result["registered"] = True
         self.record(region, ami_id=image.image_id, state=image.state)
-        return self._available(client, region, image.image_id)
+        return self._available(client, region, image.image_id, self.tags(snapshot_id))
 
-    def _ready(self, step: plan.RegionStep) -> ec2.Image:
-        """An AMI the lookup found available: recorded, no further AWS call."""
+    def _ready(self, step: plan.RegionStep, source_snapshot: str) -> ec2.Image:
+        """An AMI the lookup found available: recorded; AWS is called only to add the
+        sync's tags it lacks (a run was killed between creating and tagging it)."""
         assert step.ami_id is not None
+        if step.repair_tags:
+            client = ec2_client(step.region)
+            found = ec2.describe_image(client, step.ami_id)
+            if found is not None:
+                ec2.complete_tags(client, found, self.tags(source_snapshot))
+                self.retagged.append(step.region)
         self.record(
             step.region, ami_id=step.ami_id, snapshot_id=step.snapshot_id, state="available"
         )
@@ -246,8 +247,11 @@ class _Publisher:
             step.ami_id, self.target.ami_name, step.region, "available", snapshots, tags
         )
 
-    def _available(self, client: Any, region: str, ami_id: str) -> ec2.Image:
+    def _available(self, client: Any, region: str, ami_id: str, tags: dict[str, str]) -> ec2.Image:
         image = ec2.wait_image_available(client, ami_id, delay_s=self.options.poll_s)
+        # An AMI's snapshots exist only once it is available; the AMI may be untagged too
+        # when a killed run left it pending.
+        image = ec2.complete_tags(client, image, tags)
         # The home AMI's snapshot is the uploaded one (its tag); a copy's is its own.
         uploaded = image.tags.get(plan.TAG_SNAPSHOT) if region == self.target.home_region else None
         snapshot = uploaded or (image.snapshot_ids[0] if image.snapshot_ids else None)
@@ -322,13 +326,15 @@ class _Publisher:
     def _other(self, step: plan.RegionStep, home: ec2.Image) -> ec2.RegionCopy | str:
         """Copy (or wait for) one region; returns the copy or its one-line error."""
         region = step.region
+        source = self.plan.home.snapshot_id or home.tags.get(plan.TAG_SNAPSHOT, "")
         try:
             client = ec2_client(region)
             if step.action == "ready":
-                return ec2.RegionCopy(region, self._ready(step))
+                return ec2.RegionCopy(region, self._ready(step, source))
             if step.action == "wait":
                 assert step.ami_id is not None
-                return ec2.RegionCopy(region, self._available(client, region, step.ami_id))
+                image = self._available(client, region, step.ami_id, self.tags(source))
+                return ec2.RegionCopy(region, image)
             if step.action == "replace":
                 assert step.ami_id is not None
                 ec2.delete_image(client, step.ami_id)
@@ -339,7 +345,7 @@ class _Publisher:
                 home.image_id,
                 name=self.target.ami_name,
                 regions=[region],
-                tags=self.tags(self.plan.home.snapshot_id or home.tags.get(plan.TAG_SNAPSHOT, "")),
+                tags=self.tags(source),
                 client_for=lambda _: client,
                 max_workers=1,
                 delay_s=self.options.poll_s,
