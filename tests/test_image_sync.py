@@ -447,6 +447,12 @@ def test_import_method_uploads_to_s3_and_a_rerun_resumes_the_recorded_import_tas
     s3 = aws.client("s3", HOME)
     keys = s3.list_objects_v2(Bucket="perfops-images-uuidaaaaaa")["Contents"]
     assert [k["Key"] for k in keys] == [f"{first.plan.target.ami_name}.raw"]
+    tagging = s3.get_bucket_tagging(Bucket="perfops-images-uuidaaaaaa")["TagSet"]
+    assert {t["Key"]: t["Value"] for t in tagging} == {
+        "perf-ops": "uuidaaaaaa",
+        "perf-ops:images-bucket": "true",
+        "managed-by": "perfops_cdk",
+    }
 
     importer.broken = False
     [second] = sync_images([chosen], options=options)

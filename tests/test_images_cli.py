@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from perfops_cdk.cli.main import app
 from perfops_cdk.effects import aws, state_file
 from perfops_cdk.effects.emulator import Emulator
-from perfops_cdk.planners.ami_sync import Selection
+from perfops_cdk.effects.import_snapshot import ensure_bucket
+from perfops_cdk.planners.ami_sync import Selection, images_bucket_tags
 from perfops_cdk.publishing import sync as sync_module
 from perfops_cdk.publishing.sync import SyncOptions, sync_images
 
@@ -206,7 +207,7 @@ def test_purge_s3_shows_objects_needs_yes_and_treats_absent_bucket_as_done(
     """purge-s3 lists what it removes, removes it with --yes, and succeeds when nothing is left."""
     s3 = aws.client("s3", HOME)
     bucket = f"perfops-images-{UUID}"
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": HOME})
+    assert ensure_bucket(s3, bucket, HOME, tags=images_bucket_tags(UUID))
     s3.put_object(Bucket=bucket, Key="cliimg-abc.vhd", Body=b"vhd")
     asked = invoke("purge-s3")
     assert asked.exit_code == 2 and "cliimg-abc.vhd" in asked.output
@@ -214,6 +215,34 @@ def test_purge_s3_shows_objects_needs_yes_and_treats_absent_bucket_as_done(
     assert done.exit_code == 0, done.output
     assert bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert invoke("purge-s3", "--yes").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [{}, {"perf-ops": "otheruuid1", "perf-ops:images-bucket": "true", "managed-by": "perfops_cdk"}],
+    ids=["untagged", "another-uuids"],
+)
+def test_purge_s3_refuses_a_bucket_this_sync_did_not_create_unless_forced(
+    project: Path, tags: dict[str, str]
+) -> None:
+    """A bucket not tagged as this uuid's images bucket: one line, exit 2, nothing removed;
+    --force removes it."""
+    s3 = aws.client("s3", HOME)
+    s3.create_bucket(Bucket="team-data", CreateBucketConfiguration={"LocationConstraint": HOME})
+    if tags:
+        s3.put_bucket_tagging(Bucket="team-data", Tagging={"TagSet": _tag_list(tags)})
+    s3.put_object(Bucket="team-data", Key="results.csv", Body=b"keep me")
+
+    refused = invoke("purge-s3", "--bucket", "team-data", "--yes")
+    assert refused.exit_code == 2
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("error: s3://team-data: not the images bucket of cliuuid001")
+    assert line.endswith("add --force to empty and remove it anyway")
+    assert s3.get_object(Bucket="team-data", Key="results.csv")["Body"].read() == b"keep me"
+
+    forced = invoke("purge-s3", "--bucket", "team-data", "--yes", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "team-data" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
 
 
 def test_lost_state_file_is_rebuilt_from_ami_tags(project: Path) -> None:

@@ -296,11 +296,16 @@ def purge_s3(
         str | None, typer.Option(help="Default: perfops-images-<uuid>, as sync uses.")
     ] = None,
     yes: Yes = False,
+    force: Annotated[
+        bool, typer.Option(help="Also a bucket that no sync of this uuid created.")
+    ] = False,
 ) -> None:
     """Remove the images bucket that ``--method import`` uploads to, with its objects."""
     try:
         requirement = _home_requirement(_requirements())
         name = bucket or f"perfops-images-{requirement.uuid}"
+        if not force:
+            cleanup.check_images_bucket(name, requirement.home_region, requirement.uuid)
         keys = cleanup.s3_objects(name, requirement.home_region)
         console.print(
             Group(*(Text(f"  s3://{name}/{k}") for k in keys))

@@ -25,6 +25,7 @@ __all__ = [
     "Requirement",
     "Selection",
     "ami_name_for",
+    "images_bucket_tags",
     "plan_image",
     "select",
     "sync_tag_filter",
@@ -46,6 +47,13 @@ TAG_MANAGED_BY = "managed-by"
 # Set on a snapshot once every block is in: only such a snapshot is registered by a rerun.
 TAG_UPLOADED = "perf-ops:uploaded"
 MANAGED_BY = "perfops_cdk"  # the value of every perfops resource's managed-by tag
+# On the S3 bucket a --method import sync creates: purge-s3 empties no other bucket.
+TAG_IMAGES_BUCKET = "perf-ops:images-bucket"
+
+
+def images_bucket_tags(uuid: str) -> dict[str, str]:
+    """The tags of the bucket a sync of ``uuid`` creates for ``--method import``."""
+    return {TAG_UUID: uuid, TAG_IMAGES_BUCKET: "true", TAG_MANAGED_BY: MANAGED_BY}
 
 
 def sync_tag_filter(uuid: str | None) -> dict[str, str | None]:

@@ -17,10 +17,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from perfops_cdk.effects import aws, state_file
 from perfops_cdk.effects import ec2_images as ec2
+from perfops_cdk.effects.import_snapshot import bucket_tags
 from perfops_cdk.errors import EffectError, PerfOpsError
 from perfops_cdk.planners import ami_sync as plan
 
-__all__ = ["Found", "find_images", "purge_s3", "remove", "state_from_tags"]
+__all__ = ["Found", "check_images_bucket", "find_images", "purge_s3", "remove", "state_from_tags"]
 
 _PENDING = frozenset({"pending", "uploading", "copying", "importing", "snapshot"})
 
@@ -155,6 +156,18 @@ def _s3_call(s3: Any, operation: str, **kwargs: Any) -> Any:
         raise EffectError(f"s3: {operation} failed: {exc}") from exc
     except BotoCoreError as exc:
         raise EffectError(f"s3: {operation} failed: {exc}") from exc
+
+
+def check_images_bucket(bucket: str, region: str, uuid: str) -> None:
+    """Raise unless ``bucket`` is the one a sync of ``uuid`` created (or does not exist)."""
+    tags = bucket_tags(aws.client("s3", region), bucket)
+    wanted = plan.images_bucket_tags(uuid)
+    if tags is not None and any(tags.get(k) != v for k, v in wanted.items()):
+        expected = ", ".join(f"{k}={v}" for k, v in wanted.items())
+        raise PerfOpsError(
+            f"s3://{bucket}: not the images bucket of {uuid} (a sync tags the bucket it "
+            f"creates {expected}); add --force to empty and remove it anyway"
+        )
 
 
 def s3_objects(bucket: str, region: str) -> list[str]:

@@ -20,7 +20,12 @@ from typing import Any
 from perfops_cdk.effects import aws, nix, state_file
 from perfops_cdk.effects import ec2_images as ec2
 from perfops_cdk.effects.ebs_snapshot import BLOCK_SIZE, data_block_indexes, upload_snapshot
-from perfops_cdk.effects.import_snapshot import Boto3Importer, import_snapshot, upload_to_s3
+from perfops_cdk.effects.import_snapshot import (
+    Boto3Importer,
+    ensure_bucket,
+    import_snapshot,
+    upload_to_s3,
+)
 from perfops_cdk.errors import EffectError, PerfOpsError
 from perfops_cdk.planners import ami_sync as plan
 from perfops_cdk.planners.ami_sync import ImagePlan, Selection
@@ -288,7 +293,7 @@ class _Publisher:
         token = ec2.client_token("import_snapshot", self.target.ami_name, bucket, key)
         if task_id is None:
             s3 = aws.client("s3", region)
-            _ensure_bucket(s3, bucket, region)
+            ensure_bucket(s3, bucket, region, tags=plan.images_bucket_tags(self.target.uuid))
             size = info.file.stat().st_size
             self.say(region, "uploading", done=0, total=size)
             sent = upload_to_s3(
@@ -370,20 +375,3 @@ def _data_bytes(path: Path) -> int:
         return sum(1 for _ in data_block_indexes(fd, os.fstat(fd).st_size)) * BLOCK_SIZE
     finally:
         os.close(fd)
-
-
-def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
-    from botocore.exceptions import ClientError
-
-    with contextlib.suppress(ClientError):
-        s3.head_bucket(Bucket=bucket)
-        return
-    config = {} if region == "us-east-1" else {"LocationConstraint": region}
-    try:
-        s3.create_bucket(Bucket=bucket, **({"CreateBucketConfiguration": config} if config else {}))
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in (
-            "BucketAlreadyOwnedByYou",
-            "BucketAlreadyExists",
-        ):
-            raise EffectError(f"s3://{bucket}: create_bucket failed: {exc}") from exc
