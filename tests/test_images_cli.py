@@ -112,6 +112,40 @@ def test_deployments_sync_amis_dry_run_then_sync_and_synth(project: Path) -> Non
         assert ami in synthesized
 
 
+OPTIONS = ("--home", "us-east-1", "--method", "import", "--force", "--dry-run")
+
+
+def test_deployments_sync_amis_passes_its_options_to_the_sync(project: Path) -> None:
+    """--regions and --home reach the sync: the dry run plans exactly those regions."""
+    dry = subprocess.run(
+        [sys.executable, "deployments.py", "--sync-amis", "--regions", "sa-east-1", *OPTIONS],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    planned = [line.split(":")[0].strip() for line in dry.stdout.splitlines()[1:]]
+    assert planned[-2:] == ["sa-east-1", "us-east-1"], dry.stdout
+    assert "(home us-east-1)" in dry.stdout
+
+
+def test_deployments_sync_amis_failure_is_one_line_and_nothing_is_synthesized(
+    project: Path,
+) -> None:
+    """A sync that fails (an unknown image name) exits 2 with one line; no synth follows."""
+    done = subprocess.run(
+        [sys.executable, "deployments.py", "--sync-amis", "--names", "clilmg"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: --names: no nix-built image 'clilmg'; did you mean 'cliimg'?"
+    )
+    assert not (project / "cdktf.out").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -21,7 +21,7 @@ from perfops_cdk.planners import ami_sync
 from perfops_cdk.project import Project
 from perfops_cdk.props.regions import DEFAULT_REGIONS, check_region
 from perfops_cdk.publishing import cleanup
-from perfops_cdk.publishing.requirements import project_requirements
+from perfops_cdk.publishing.requirements import project_requirements, requirements_from_file
 from perfops_cdk.publishing.sync import (
     ImageResult,
     ProgressEvent,
@@ -147,11 +147,15 @@ def sync(
     method: Method = "ebs",
     force: Annotated[bool, typer.Option(help="Replace this uuid's existing AMIs.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the plan; change nothing.")] = False,
+    requirements: Annotated[
+        Path | None,
+        typer.Option(hidden=True, help="The app's --list-images output, given by --sync-amis."),
+    ] = None,
 ) -> None:
     """Build what is missing with nix and publish it as AMIs in every region that needs it."""
     try:
         run_sync(
-            _requirements(),
+            requirements_from_file(requirements) if requirements else _requirements(),
             names=names,
             regions=regions,
             home=home,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from perfops_cdk.app import ImageRequirement
@@ -28,5 +29,21 @@ def project_requirements(project: Project) -> list[ImageRequirement]:
     )
     if result.returncode != 0:
         raise PerfOpsError(result.stderr.strip().removeprefix("error: ") or "app failed")
-    raw: list[dict[str, Any]] = json.loads(result.stdout)
-    return [ImageRequirement.from_json(entry) for entry in raw]
+    return _parse(result.stdout, "--list-images")
+
+
+def requirements_from_file(path: Path) -> list[ImageRequirement]:
+    """Requirements an app wrote as ``--list-images`` prints them (``--sync-amis`` does)."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise PerfOpsError(f"{path}: cannot read image requirements ({error.strerror})") from None
+    return _parse(text, str(path))
+
+
+def _parse(text: str, source: str) -> list[ImageRequirement]:
+    try:
+        raw: list[dict[str, Any]] = json.loads(text)
+        return [ImageRequirement.from_json(entry) for entry in raw]
+    except (ValueError, TypeError, KeyError) as error:
+        raise PerfOpsError(f"{source}: not a list of image requirements ({error})") from None
