@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,6 +20,13 @@ import attrs
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from perfops_cdk.effects import aws
+from perfops_cdk.effects.ec2_tags import (
+    complete_snapshot_tags,
+    missing_tags,
+    tag_filters,
+    tag_resources,
+    tag_specifications,
+)
 from perfops_cdk.errors import EffectError
 
 __all__ = [
@@ -147,16 +154,9 @@ def find_images_by_name(ec2: Any, name: str) -> list[Image]:
     return _describe_images(ec2, [{"Name": "name", "Values": [name]}])
 
 
-def _tag_filters(tags: Mapping[str, str | None]) -> list[dict[str, Any]]:
-    return [
-        {"Name": "tag-key", "Values": [k]} if v is None else {"Name": f"tag:{k}", "Values": [v]}
-        for k, v in tags.items()
-    ]
-
-
 def find_images_by_tags(ec2: Any, tags: Mapping[str, str | None]) -> list[Image]:
     """This account's images carrying every tag in ``tags`` (a None value: any value)."""
-    return _describe_images(ec2, _tag_filters(tags))
+    return _describe_images(ec2, tag_filters(tags))
 
 
 def find_images_by_tag(ec2: Any, key: str, value: str | None = None) -> list[Image]:
@@ -166,7 +166,7 @@ def find_images_by_tag(ec2: Any, key: str, value: str | None = None) -> list[Ima
 
 def find_snapshots_by_tags(ec2: Any, tags: Mapping[str, str | None]) -> list[dict[str, Any]]:
     """This account's snapshots carrying every tag in ``tags`` (a None value: any value)."""
-    filters = _tag_filters(tags)
+    filters = tag_filters(tags)
     return _paginate(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=filters)
 
 
@@ -175,38 +175,10 @@ def find_snapshots_by_tag(ec2: Any, key: str, value: str | None = None) -> list[
     return find_snapshots_by_tags(ec2, {key: value})
 
 
-def tag_resources(ec2: Any, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
-    """Set ``tags`` on the resources (create_tags overwrites, so it is re-runnable)."""
-    if resource_ids and tags:
-        aws.call(
-            ec2,
-            "create_tags",
-            Resources=list(resource_ids),
-            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-        )
-
-
-def _tag_specifications(tags: Mapping[str, str], *resource_types: str) -> dict[str, Any]:
-    """``TagSpecifications`` so that AWS tags what a call creates in the same call."""
-    if not tags:
-        return {}
-    listed = [{"Key": k, "Value": v} for k, v in tags.items()]
-    return {"TagSpecifications": [{"ResourceType": t, "Tags": listed} for t in resource_types]}
-
-
-def _missing(wanted: Mapping[str, str], have: Mapping[str, str]) -> dict[str, str]:
-    # Tags already there stay as they are: an AMI found by name may be another deployer's.
-    return {k: v for k, v in wanted.items() if k not in have}
-
-
 def complete_tags(ec2: Any, image: Image, tags: Mapping[str, str]) -> Image:
     """Add to ``image`` and its snapshots those of ``tags`` they lack; never overwrite one."""
-    tag_resources(ec2, [image.image_id], _missing(tags, image.tags))
-    if image.snapshot_ids:
-        described = aws.call(ec2, "describe_snapshots", SnapshotIds=list(image.snapshot_ids))
-        for snapshot in described.get("Snapshots", []):
-            have = {t["Key"]: t["Value"] for t in snapshot.get("Tags", [])}
-            tag_resources(ec2, [snapshot["SnapshotId"]], _missing(tags, have))
+    tag_resources(ec2, [image.image_id], missing_tags(tags, image.tags))
+    complete_snapshot_tags(ec2, image.snapshot_ids, tags)
     return attrs.evolve(image, tags={**tags, **image.tags})
 
 
@@ -273,7 +245,7 @@ def register_image(
                         },
                     }
                 ],
-                **_tag_specifications(tags, "image"),
+                **tag_specifications(tags, "image"),
             )["ImageId"]
         except EffectError:
             # A concurrent or interrupted earlier run registered it between lookup and now.
@@ -284,7 +256,7 @@ def register_image(
         image = describe_image(ec2, image_id) or Image(
             image_id, name, _region(ec2), "pending", (snapshot_id,), {}
         )
-    tag_resources(ec2, [image.image_id], _missing(tags, image.tags))
+    tag_resources(ec2, [image.image_id], missing_tags(tags, image.tags))
     return attrs.evolve(image, tags={**tags, **image.tags})
 
 
@@ -348,13 +320,13 @@ def _copy_one(
             Name=name,
             Description=description,
             ClientToken=client_token("copy_image", source_region, source_image_id, region),
-            **_tag_specifications(tags, "image", "snapshot"),
+            **tag_specifications(tags, "image", "snapshot"),
         )["ImageId"]
         found = describe_image(ec2, image_id)
     # The emulator drops CopyImage's TagSpecifications, and a copy found by name may be
     # one a killed run never tagged: tag what is missing before waiting, so that an
     # interrupted run leaves a findable, attributable copy.
-    tag_resources(ec2, [image_id], _missing(tags, found.tags if found else {}))
+    tag_resources(ec2, [image_id], missing_tags(tags, found.tags if found else {}))
     image = wait_image_available(ec2, image_id, budget_s=wait_budget_s, delay_s=delay_s)
     # The copy's snapshots only exist once it is available.
     return RegionCopy(region, complete_tags(ec2, image, tags), copied)
