@@ -13,7 +13,7 @@ REBUILT = state_file.SyncState(
     images={"a": state_file.ImageRecord("a-1", HOME, {HOME: state_file.RegionImage("ami-1")})}
 )
 UNREADABLE = {
-    "invalid JSON": ("{not json", "cannot read image state"),
+    "invalid JSON": ("{not json", "not valid JSON"),
     "images as a list": ('{"version": 1, "images": []}', "'images' must be an object"),
     "wrong version": ('{"version": 7, "images": {}}', "not a perfops image state file of version"),
     "not an object": ("[1, 2]", "not a perfops image state file of version"),

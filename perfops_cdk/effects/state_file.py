@@ -63,6 +63,9 @@ class SyncState:
         }
 
 
+REBUILD_HINT = "run: perfops images list --rebuild-state"
+
+
 class CorruptState(PerfOpsError):
     """``state.json`` exists but is not this version's image state."""
 
@@ -70,7 +73,6 @@ class CorruptState(PerfOpsError):
         super().__init__(f"{path}: {problem}; {REBUILD_HINT}")
 
 
-REBUILD_HINT = "run: perfops images list --rebuild-state"
 # Set by perfops only for the app process it asks for image requirements (--list-images):
 # requirements never depend on recorded AMI ids, and an unreadable state.json must not
 # hide them, or `images list --rebuild-state`, the way to repair it, could never run.
@@ -92,16 +94,17 @@ def _read(path: Path) -> SyncState:
     except OSError as error:
         raise PerfOpsError(f"{path}: cannot read image state ({error.strerror})") from None
     try:
-        return _parse(json.loads(text))
+        raw = json.loads(text)
     except ValueError as error:
-        problem = (
-            str(error) if isinstance(error, _Malformed) else f"cannot read image state ({error})"
-        )
-        raise CorruptState(path, problem) from None
+        raise CorruptState(path, f"not valid JSON ({error})") from None
+    try:
+        return _parse(raw)
+    except _Malformed as error:
+        raise CorruptState(path, str(error)) from None
 
 
 class _Malformed(ValueError):
-    pass
+    """A shape problem, worded for the one-line error."""
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:
