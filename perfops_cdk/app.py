@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -133,7 +134,7 @@ def main(define: Define, argv: Sequence[str] | None = None) -> None:
 
     No arguments: synthesize. ``--list-images``: print the image requirements as JSON.
     ``--sync-amis [--names ...] [--regions ...] [--home R] [--force] [--dry-run]``:
-    publish the images as AMIs (see ``perfops images sync``), then synthesize (not
+    publish the images as AMIs (runs ``perfops images sync``), then synthesize (not
     after ``--dry-run``). Bad input exits 2 with one line on stderr.
     """
     args = list(sys.argv[1:] if argv is None else argv)
@@ -143,9 +144,7 @@ def main(define: Define, argv: Sequence[str] | None = None) -> None:
             print(json.dumps(listing, indent=2))
         elif args and args[0] == "--sync-amis":
             options = _sync_arguments(args[1:])
-            from perfops_cdk.cli.images import run_sync  # rich and boto3 only when syncing
-
-            run_sync(image_requirements(define), **options)
+            _run_image_sync(image_requirements(define), options)
             if not options["dry_run"]:
                 synth(define)
         elif args:
@@ -157,6 +156,35 @@ def main(define: Define, argv: Sequence[str] | None = None) -> None:
     except PerfOpsError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(error.exit_code) from None
+
+
+def _run_image_sync(requirements: Sequence[ImageRequirement], options: dict[str, Any]) -> None:
+    """``perfops images sync`` as a program, given the requirements this app declares.
+
+    The CLI sits above this module on the package ladder, so it is run, never imported;
+    it shares this terminal for its live view and prints its own one-line errors.
+    """
+    argv = [sys.executable, "-m", "perfops_cdk.cli.main", "images", "sync"]
+    for name in ("names", "regions"):
+        for value in options[name] or ():
+            argv += [f"--{name}", value]
+    if options["home"]:
+        argv += ["--home", options["home"]]
+    argv += ["--method", options["method"]]
+    if options["force"]:
+        argv.append("--force")
+    if options["dry_run"]:
+        argv.append("--dry-run")
+    # The child imports the same perfops_cdk as this app, wherever that came from.
+    package_root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryDirectory(prefix="perfops-sync-") as scratch:
+        listing = Path(scratch) / "images.json"
+        listing.write_text(json.dumps([attrs.asdict(r) for r in requirements]))
+        argv += ["--requirements", str(listing)]
+        done = subprocess.run(argv, env={**os.environ, "PYTHONPATH": path}, check=False)
+    if done.returncode != 0:
+        raise SystemExit(done.returncode)  # the sync has printed its one line
 
 
 def _sync_arguments(args: list[str]) -> dict[str, Any]:

@@ -9,7 +9,14 @@ import pytest
 from perfops_cdk import App, ImageAsset, InvalidField, PerfOpsStack
 from perfops_cdk.app import ImageRequirement, main
 from perfops_cdk.errors import PerfOpsError
-from perfops_cdk.planners.ami_sync import ImageTarget, RegionLookup, plan_image, select
+from perfops_cdk.planners.ami_sync import (
+    ImageTarget,
+    RegionLookup,
+    describe,
+    plan_image,
+    select,
+    sync_tags,
+)
 
 HOME = "eu-west-1"
 TARGET = ImageTarget("node", "node-abc", HOME, (HOME, "us-east-1", "sa-east-1"), "me")
@@ -126,6 +133,32 @@ def test_plan_has_one_action_per_region(
     result = plan_image(TARGET, lookups, force=force)
     by_region = {s.region: s.action for s in result.steps}
     assert [by_region[r] for r in TARGET.regions] == actions
+
+
+TAGGED = {**AVAILABLE, "ami_tags": sync_tags(TARGET, "snap-1")}
+
+
+@pytest.mark.parametrize(
+    ("lookup", "repair"),
+    [
+        (TAGGED, False),
+        ({**TAGGED, "ami_tags": {**sync_tags(TARGET, "snap-1"), "perf-ops": "other"}}, False),
+        (AVAILABLE, True),
+        ({**TAGGED, "ami_tags": {"perf-ops": "me"}}, True),
+        ({**TAGGED, "ami_state": "pending"}, False),
+        ({**AVAILABLE, "ami_state": "pending"}, True),
+    ],
+    ids=["tagged", "another-uuid", "untagged", "uuid-only", "pending-tagged", "pending-untagged"],
+)
+def test_ami_found_without_the_sync_tags_is_repaired(
+    lookup: dict[str, object], repair: bool
+) -> None:
+    """An AMI lacking any sync tag key gets a repair step; a plan with one is not unchanged."""
+    result = plan_image(TARGET, {r: found(r, **lookup) for r in TARGET.regions})
+    assert [s.repair_tags for s in result.steps] == [repair] * 3
+    if lookup.get("ami_state") == "available":
+        assert result.unchanged is not repair
+    assert any(line.endswith("add the sync's missing tags") for line in describe(result)) is repair
 
 
 def test_finished_snapshot_is_registered_and_unfinished_ones_are_deleted_before_upload() -> None:

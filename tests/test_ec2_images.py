@@ -53,10 +53,11 @@ def _copy(source: images.Image, regions: list[str], **kwargs: Any) -> dict[str, 
     )
 
 
-def test_register_sends_hvm_ena_imdsv2_gp3_root_and_tags_separately(
+def test_register_sends_hvm_ena_imdsv2_gp3_root_and_tags_in_the_same_call(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    """register_image asks for the full AMI shape and tags via create_tags (moto drops the rest)."""
+    """register_image asks for the full AMI shape and its tags at once; moto drops the tags,
+    so the ones missing afterwards are added."""
     ec2 = aws.client("ec2", HOME)
     calls: list[tuple[str, dict[str, Any]]] = []
     ec2.meta.events.register(
@@ -93,7 +94,9 @@ def test_register_sends_hvm_ena_imdsv2_gp3_root_and_tags_separately(
             },
         }
     ]
-    assert "TagSpecifications" not in register
+    [spec] = register["TagSpecifications"]
+    assert spec["ResourceType"] == "image"
+    assert {t["Key"]: t["Value"] for t in spec["Tags"]} == image.tags
     [found] = images.find_images_by_name(ec2, NAME)
     assert found.image_id == image.image_id
     assert found.tags == {**TAGS, "source-region": HOME, "snapshot": snapshot_id}
@@ -155,6 +158,44 @@ def test_copies_to_three_regions_with_tags_then_second_copy_is_a_no_op(
         assert again[region].ok and not again[region].copied
         assert again[region].image == results[region].image
         assert len(images.find_images_by_name(aws.client("ec2", region), NAME)) == 1
+
+
+def test_copy_tags_image_and_snapshots_in_the_copy_call(emulator: Emulator, tmp_path: Path) -> None:
+    """CopyImage carries the tags for the AMI and its snapshots; what moto drops is added."""
+    source = _register(aws.client("ec2", HOME), _snapshot(tmp_path))
+    ec2 = aws.client("ec2", "us-east-1")
+    calls: list[dict[str, Any]] = []
+    ec2.meta.events.register(
+        "provide-client-params.ec2.CopyImage", lambda params, **_: calls.append(dict(params))
+    )
+    copy = _copy(source, ["us-east-1"], client_for=lambda _: ec2)["us-east-1"]
+    [sent] = calls
+    assert [s["ResourceType"] for s in sent["TagSpecifications"]] == ["image", "snapshot"]
+    for spec in sent["TagSpecifications"]:
+        assert {t["Key"]: t["Value"] for t in spec["Tags"]} == TAGS
+    assert copy.image is not None
+    [found] = images.find_images_by_name(ec2, NAME)
+    assert found.tags == TAGS
+    for snapshot in ec2.describe_snapshots(SnapshotIds=list(found.snapshot_ids))["Snapshots"]:
+        assert {t["Key"]: t["Value"] for t in snapshot["Tags"]} == TAGS
+
+
+def test_image_found_by_name_gets_only_the_tags_it_lacks(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """An AMI another deployer published under the same name keeps its uuid; gaps are filled."""
+    ec2 = aws.client("ec2", HOME)
+    theirs = ec2.register_image(Name=NAME, RootDeviceName="/dev/xvda")["ImageId"]
+    ec2.create_tags(Resources=[theirs], Tags=[{"Key": "perf-ops", "Value": "uuid-2"}])
+    image = _register(ec2, "snap-0123456789abcdef0")
+    assert image.image_id == theirs
+    [found] = images.find_images_by_name(ec2, NAME)
+    assert found.tags == {
+        **TAGS,
+        "perf-ops": "uuid-2",
+        "source-region": HOME,
+        "snapshot": "snap-0123456789abcdef0",
+    }
 
 
 def test_one_failing_region_does_not_cancel_the_others(emulator: Emulator, tmp_path: Path) -> None:

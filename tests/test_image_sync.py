@@ -88,9 +88,15 @@ def images_named(region: str, name: str) -> list[dict[str, Any]]:
     return images
 
 
-def snapshots_tagged(region: str, ami_name: str) -> list[dict[str, Any]]:
+def uploads(region: str, ami_name: str) -> list[dict[str, Any]]:
+    """Snapshots uploaded for ``ami_name``. moto backs each AMI with a snapshot of its own,
+    which the sync tags too; on AWS the home AMI's snapshot is the upload itself."""
     response = aws.client("ec2", region).describe_snapshots(
-        OwnerIds=["self"], Filters=[{"Name": "tag:perf-ops:ami-name", "Values": [ami_name]}]
+        OwnerIds=["self"],
+        Filters=[
+            {"Name": "tag:perf-ops:ami-name", "Values": [ami_name]},
+            {"Name": "description", "Values": [f"perfops image {ami_name}"]},
+        ],
     )
     snapshots: list[dict[str, Any]] = response["Snapshots"]
     return snapshots
@@ -120,7 +126,7 @@ def test_sync_gives_one_tagged_ami_per_region_and_records_them(
     store_hash = identity.out_path.name.split("-")[0]
     ami_name = f"testimg-{store_hash}"
     assert result.plan.target.ami_name == ami_name
-    [snapshot] = snapshots_tagged(HOME, ami_name)
+    [snapshot] = uploads(HOME, ami_name)
     recorded = state_file.load(tmp_path / "state.json")
     assert recorded.ami_ids("testimg") == result.ami_ids
     for region in REGIONS:
@@ -318,7 +324,7 @@ def test_sync_through_throttling_and_503s_completes_without_duplicates(
     assert not result.failed
     for region in REGIONS:
         assert len(images_named(region, result.plan.target.ami_name)) == 1
-    assert len(snapshots_tagged(HOME, result.plan.target.ami_name)) == 1
+    assert len(uploads(HOME, result.plan.target.ami_name)) == 1
 
 
 # A sync in its own process, so that the test can kill it at a chosen moment.
@@ -369,7 +375,7 @@ def _assert_converged(chosen: Selection, ami_name: str) -> None:
     for region in chosen.regions:
         [image] = images_named(region, ami_name)
         assert result.ami_ids[region] == image["ImageId"]
-    [snapshot] = snapshots_tagged(chosen.home_region, ami_name)
+    [snapshot] = uploads(chosen.home_region, ami_name)
     assert snapshot["State"] == "completed"
     assert {"Key": "perf-ops:uploaded", "Value": "true"} in snapshot["Tags"]
     assert state_file.load(Path(chosen.project_dir) / "state.json").ami_ids(chosen.name) == (
@@ -386,8 +392,8 @@ def test_sync_killed_mid_upload_reruns_to_one_snapshot_and_one_ami_per_region(
     ami_name = identify(chosen).target.ami_name
     process = _start_sync(chosen, workers=1)
     # A started upload: the snapshot exists but is not yet tagged finished.
-    _kill_when(process, lambda: bool(snapshots_tagged(HOME, ami_name)))
-    [torn] = snapshots_tagged(HOME, ami_name)
+    _kill_when(process, lambda: bool(uploads(HOME, ami_name)))
+    [torn] = uploads(HOME, ami_name)
     assert "perf-ops:uploaded" not in {t["Key"] for t in torn.get("Tags", [])}
     assert images_named(HOME, ami_name) == []
     assert state_file.load(tmp_path / "state.json").ami_ids("testimg") == {}
@@ -438,8 +444,15 @@ def test_import_method_uploads_to_s3_and_a_rerun_resumes_the_recorded_import_tas
     assert set(first.failed) == {HOME, "us-east-1"}
     recorded = state_file.load(tmp_path / "state.json").images["testimg"].regions[HOME]
     assert recorded.import_task_id == "import-snap-00000000"
-    keys = aws.client("s3", HOME).list_objects_v2(Bucket="perfops-images-uuidaaaaaa")["Contents"]
+    s3 = aws.client("s3", HOME)
+    keys = s3.list_objects_v2(Bucket="perfops-images-uuidaaaaaa")["Contents"]
     assert [k["Key"] for k in keys] == [f"{first.plan.target.ami_name}.raw"]
+    tagging = s3.get_bucket_tagging(Bucket="perfops-images-uuidaaaaaa")["TagSet"]
+    assert {t["Key"]: t["Value"] for t in tagging} == {
+        "perf-ops": "uuidaaaaaa",
+        "perf-ops:images-bucket": "true",
+        "managed-by": "perfops_cdk",
+    }
 
     importer.broken = False
     [second] = sync_images([chosen], options=options)

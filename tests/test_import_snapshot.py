@@ -16,6 +16,8 @@ from perfops_cdk.effects.import_snapshot import (
     Boto3Importer,
     ImportStatus,
     SnapshotImporter,
+    bucket_tags,
+    ensure_bucket,
     file_sha256,
     import_snapshot,
     upload_to_s3,
@@ -104,6 +106,20 @@ def test_multipart_upload_then_same_file_is_skipped(bucket: str, tmp_path: Path)
 
     second = upload_to_s3(s3, vhd, bucket=bucket, key="img.vhd", part_size=5 * MIB)
     assert not second.uploaded and second.sha256 == first.sha256
+
+
+@pytest.mark.parametrize("region", [REGION, "us-east-1"])
+def test_ensure_bucket_tags_the_bucket_it_creates_and_never_an_existing_one(
+    emulator: Emulator, region: str
+) -> None:
+    """A new bucket carries the tags (moto drops them at creation); an existing one is untouched."""
+    s3 = aws.client("s3", region)
+    tags = {"perf-ops": "u1", "managed-by": "perfops_cdk"}
+    assert ensure_bucket(s3, "fresh-bucket", region, tags=tags)
+    assert bucket_tags(s3, "fresh-bucket") == tags
+    assert not ensure_bucket(s3, "fresh-bucket", region, tags={"perf-ops": "u2"})
+    assert bucket_tags(s3, "fresh-bucket") == tags
+    assert bucket_tags(s3, "no-such-bucket") is None
 
 
 def test_changed_content_of_same_size_is_uploaded_again(bucket: str, tmp_path: Path) -> None:

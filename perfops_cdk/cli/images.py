@@ -21,7 +21,7 @@ from perfops_cdk.planners import ami_sync
 from perfops_cdk.project import Project
 from perfops_cdk.props.regions import DEFAULT_REGIONS, check_region
 from perfops_cdk.publishing import cleanup
-from perfops_cdk.publishing.requirements import project_requirements
+from perfops_cdk.publishing.requirements import project_requirements, requirements_from_file
 from perfops_cdk.publishing.sync import (
     ImageResult,
     ProgressEvent,
@@ -147,11 +147,15 @@ def sync(
     method: Method = "ebs",
     force: Annotated[bool, typer.Option(help="Replace this uuid's existing AMIs.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the plan; change nothing.")] = False,
+    requirements: Annotated[
+        Path | None,
+        typer.Option(hidden=True, help="The app's --list-images output, given by --sync-amis."),
+    ] = None,
 ) -> None:
     """Build what is missing with nix and publish it as AMIs in every region that needs it."""
     try:
         run_sync(
-            _requirements(),
+            requirements_from_file(requirements) if requirements else _requirements(),
             names=names,
             regions=regions,
             home=home,
@@ -216,19 +220,27 @@ def _state_path(requirement: ImageRequirement) -> Path:
 def list_images(
     regions: Regions = None,
     rebuild_state: Annotated[
-        bool, typer.Option(help="Rewrite state.json from the AMIs' tags (if it was lost).")
+        bool,
+        typer.Option(
+            help="Rewrite state.json from the AMIs' tags (lost or unreadable: a copy is kept)."
+        ),
     ] = False,
 ) -> None:
     """Per image and region: AMI, snapshot, state (this uuid's, looked up in AWS)."""
     try:
         requirement = _home_requirement(_requirements())
         found = cleanup.find_images(_regions(regions), requirement.uuid)
+        kept = None
         if rebuild_state:
             path = _state_path(requirement)
             with state_file.locked(path):
-                state_file.save(path, cleanup.state_from_tags(found, requirement.uuid))
+                kept = state_file.rebuild(path, cleanup.state_from_tags(found, requirement.uuid))
     except PerfOpsError as error:
         raise _fail(error) from None
+    if kept is not None:
+        console.print(
+            f"kept the unreadable state as {kept}", markup=False, highlight=False, soft_wrap=True
+        )
     table = Table(title=f"images of {requirement.uuid}", box=None)
     for column in ("image", "region", "AMI", "name", "snapshot", "state"):
         # Ids stay whole (people copy them); the long AMI name wraps instead.
@@ -261,7 +273,8 @@ def _confirm_and_remove(found: list[cleanup.Found], path: Path, yes: bool, what:
 
 @images_app.command("delete")
 def delete(regions: Regions = None, yes: Yes = False) -> None:
-    """Remove this uuid's AMIs and snapshots in every region (never another uuid's)."""
+    """Remove the AMIs and snapshots this uuid's syncs made (never another uuid's, never a
+    host's snapshot)."""
     try:
         requirement = _home_requirement(_requirements())
         found = cleanup.find_images(_regions(regions), requirement.uuid)
@@ -272,7 +285,7 @@ def delete(regions: Regions = None, yes: Yes = False) -> None:
 
 @images_app.command("purge")
 def purge(regions: Regions = None, yes: Yes = False) -> None:
-    """Remove every perf-ops AMI and snapshot in the account, whichever uuid made it."""
+    """Remove every AMI and snapshot an image sync made in the account, whichever uuid."""
     try:
         requirement = _home_requirement(_requirements())
         found = cleanup.find_images(_regions(regions), None)
@@ -287,11 +300,16 @@ def purge_s3(
         str | None, typer.Option(help="Default: perfops-images-<uuid>, as sync uses.")
     ] = None,
     yes: Yes = False,
+    force: Annotated[
+        bool, typer.Option(help="Also a bucket that no sync of this uuid created.")
+    ] = False,
 ) -> None:
     """Remove the images bucket that ``--method import`` uploads to, with its objects."""
     try:
         requirement = _home_requirement(_requirements())
         name = bucket or f"perfops-images-{requirement.uuid}"
+        if not force:
+            cleanup.check_images_bucket(name, requirement.home_region, requirement.uuid)
         keys = cleanup.s3_objects(name, requirement.home_region)
         console.print(
             Group(*(Text(f"  s3://{name}/{k}") for k in keys))

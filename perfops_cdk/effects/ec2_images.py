@@ -2,7 +2,9 @@
 
 Every step is safe to re-run: images are looked up by name before they are registered
 or copied (names are unique per region and owner; the emulator ignores ClientTokens),
-"already gone" counts as deleted, and waiters have explicit time budgets. Every
+"already gone" counts as deleted, and waiters have explicit time budgets. Tags travel
+with the call that creates an AMI (``TagSpecifications``); those still missing after it
+(the emulator drops them; a run killed in between) are added, never overwritten. Every
 ``ClientError`` becomes one ``EffectError`` line naming the region and the call.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,6 +20,13 @@ import attrs
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from perfops_cdk.effects import aws
+from perfops_cdk.effects.ec2_tags import (
+    complete_snapshot_tags,
+    missing_tags,
+    tag_filters,
+    tag_resources,
+    tag_specifications,
+)
 from perfops_cdk.errors import EffectError
 
 __all__ = [
@@ -26,12 +35,16 @@ __all__ = [
     "Image",
     "RegionCopy",
     "client_token",
+    "complete_tags",
     "copy_image_to_regions",
     "delete_image",
     "delete_snapshot",
+    "describe_image",
     "find_images_by_name",
     "find_images_by_tag",
+    "find_images_by_tags",
     "find_snapshots_by_tag",
+    "find_snapshots_by_tags",
     "register_image",
     "tag_resources",
     "wait_image_available",
@@ -141,34 +154,36 @@ def find_images_by_name(ec2: Any, name: str) -> list[Image]:
     return _describe_images(ec2, [{"Name": "name", "Values": [name]}])
 
 
+def find_images_by_tags(ec2: Any, tags: Mapping[str, str | None]) -> list[Image]:
+    """This account's images carrying every tag in ``tags`` (a None value: any value)."""
+    return _describe_images(ec2, tag_filters(tags))
+
+
 def find_images_by_tag(ec2: Any, key: str, value: str | None = None) -> list[Image]:
     """This account's images carrying tag ``key`` (with ``value``, when given)."""
-    if value is None:
-        return _describe_images(ec2, [{"Name": "tag-key", "Values": [key]}])
-    return _describe_images(ec2, [{"Name": f"tag:{key}", "Values": [value]}])
+    return find_images_by_tags(ec2, {key: value})
+
+
+def find_snapshots_by_tags(ec2: Any, tags: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    """This account's snapshots carrying every tag in ``tags`` (a None value: any value)."""
+    filters = tag_filters(tags)
+    return _paginate(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=filters)
 
 
 def find_snapshots_by_tag(ec2: Any, key: str, value: str | None = None) -> list[dict[str, Any]]:
     """This account's snapshots tagged ``key`` (``=value`` when given), as EC2 describes them."""
-    if value is None:
-        where = {"Name": "tag-key", "Values": [key]}
-    else:
-        where = {"Name": f"tag:{key}", "Values": [value]}
-    return _paginate(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=[where])
+    return find_snapshots_by_tags(ec2, {key: value})
 
 
-def tag_resources(ec2: Any, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
-    """Set ``tags`` on the resources (create_tags overwrites, so it is re-runnable)."""
-    if resource_ids and tags:
-        aws.call(
-            ec2,
-            "create_tags",
-            Resources=list(resource_ids),
-            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-        )
+def complete_tags(ec2: Any, image: Image, tags: Mapping[str, str]) -> Image:
+    """Add to ``image`` and its snapshots those of ``tags`` they lack; never overwrite one."""
+    tag_resources(ec2, [image.image_id], missing_tags(tags, image.tags))
+    complete_snapshot_tags(ec2, image.snapshot_ids, tags)
+    return attrs.evolve(image, tags={**tags, **image.tags})
 
 
-def _describe_image(ec2: Any, image_id: str) -> Image | None:
+def describe_image(ec2: Any, image_id: str) -> Image | None:
+    """The image ``image_id``; None when it is gone."""
     try:
         raw = aws.call(ec2, "describe_images", ImageIds=[image_id])
     except EffectError as exc:
@@ -194,8 +209,10 @@ def register_image(
 
     ``system`` is the nix system (x86_64-linux, aarch64-linux). The root is a gp3
     volume of ``logical_bytes`` rounded up to GiB; ENA, sriov and IMDSv2 are on.
-    ``tags`` (none by default) are set with create_tags, on existing images too.
+    ``tags`` (none by default) are set by the register call itself; an image found by
+    name gets those it lacks (the emulator ignores ``TagSpecifications`` here).
     """
+    tags = tags or {}
     if system not in ARCHITECTURES:
         raise EffectError(
             f"image system {system!r} has no EC2 architecture; use one of {sorted(ARCHITECTURES)}"
@@ -228,6 +245,7 @@ def register_image(
                         },
                     }
                 ],
+                **tag_specifications(tags, "image"),
             )["ImageId"]
         except EffectError:
             # A concurrent or interrupted earlier run registered it between lookup and now.
@@ -235,11 +253,11 @@ def register_image(
             if not found:
                 raise
             image_id = found[0].image_id
-        image = _describe_image(ec2, image_id) or Image(
+        image = describe_image(ec2, image_id) or Image(
             image_id, name, _region(ec2), "pending", (snapshot_id,), {}
         )
-    tag_resources(ec2, [image.image_id], tags or {})
-    return attrs.evolve(image, tags={**image.tags, **(tags or {})})
+    tag_resources(ec2, [image.image_id], missing_tags(tags, image.tags))
+    return attrs.evolve(image, tags={**tags, **image.tags})
 
 
 def _waiter(ec2: Any, waiter: str, budget_s: float, delay_s: float, **kwargs: Any) -> None:
@@ -259,7 +277,7 @@ def wait_image_available(
 ) -> Image:
     """Wait until ``image_id`` is available (at most ``budget_s``) and return it."""
     _waiter(ec2, "image_available", budget_s, delay_s, ImageIds=[image_id])
-    image = _describe_image(ec2, image_id)
+    image = describe_image(ec2, image_id)
     if image is None:
         raise EffectError(f"{_region(ec2)}: image {image_id} vanished after becoming available")
     return image
@@ -291,6 +309,7 @@ def _copy_one(
     existing = find_images_by_name(ec2, name)
     copied = not existing
     if existing:
+        found: Image | None = existing[0]
         image_id = existing[0].image_id
     else:
         image_id = aws.call(
@@ -301,13 +320,16 @@ def _copy_one(
             Name=name,
             Description=description,
             ClientToken=client_token("copy_image", source_region, source_image_id, region),
+            **tag_specifications(tags, "image", "snapshot"),
         )["ImageId"]
-    # Tag before waiting so an interrupted run leaves a findable, attributable copy.
-    tag_resources(ec2, [image_id], tags)
+        found = describe_image(ec2, image_id)
+    # The emulator drops CopyImage's TagSpecifications, and a copy found by name may be
+    # one a killed run never tagged: tag what is missing before waiting, so that an
+    # interrupted run leaves a findable, attributable copy.
+    tag_resources(ec2, [image_id], missing_tags(tags, found.tags if found else {}))
     image = wait_image_available(ec2, image_id, budget_s=wait_budget_s, delay_s=delay_s)
     # The copy's snapshots only exist once it is available.
-    tag_resources(ec2, image.snapshot_ids, tags)
-    return RegionCopy(region, attrs.evolve(image, tags={**image.tags, **tags}), copied)
+    return RegionCopy(region, complete_tags(ec2, image, tags), copied)
 
 
 def copy_image_to_regions(
@@ -369,7 +391,7 @@ def delete_snapshot(ec2: Any, snapshot_id: str) -> bool:
 
 def delete_image(ec2: Any, image_id: str) -> DeletedImage:
     """Deregister ``image_id`` and delete its backing snapshots; "already gone" is success."""
-    image = _describe_image(ec2, image_id)
+    image = describe_image(ec2, image_id)
     if image is None:
         return DeletedImage(_region(ec2), image_id, False, ())
     deregistered = True

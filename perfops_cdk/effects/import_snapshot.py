@@ -31,6 +31,8 @@ __all__ = [
     "ImportStatus",
     "S3Object",
     "SnapshotImporter",
+    "bucket_tags",
+    "ensure_bucket",
     "file_sha256",
     "import_snapshot",
     "upload_to_s3",
@@ -153,11 +155,57 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def ensure_bucket(s3: Any, bucket: str, region: str, *, tags: Mapping[str, str]) -> bool:
+    """Create ``bucket`` in ``region`` with ``tags`` unless it exists; True when created.
+
+    An existing bucket is used as it is and never tagged: it may be anyone's, and the
+    tags are what lets ``purge-s3`` empty a bucket.
+    """
+    with contextlib.suppress(ClientError):
+        s3.head_bucket(Bucket=bucket)
+        return False
+    tag_set = [{"Key": k, "Value": v} for k, v in tags.items()]
+    config: dict[str, Any] = {"Tags": tag_set} if tag_set else {}
+    if region != "us-east-1":
+        config["LocationConstraint"] = region
+    try:
+        s3.create_bucket(Bucket=bucket, **({"CreateBucketConfiguration": config} if config else {}))
+    except ClientError as exc:
+        if _error_code(exc) in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            return False
+        raise EffectError(f"s3://{bucket}: create_bucket failed: {exc}") from exc
+    # The emulator ignores tags given at creation; check, and set them when missing.
+    have = bucket_tags(s3, bucket) or {}
+    if tag_set and any(have.get(k) != v for k, v in tags.items()):
+        aws.call(s3, "put_bucket_tagging", Bucket=bucket, Tagging={"TagSet": tag_set})
+    return True
+
+
+def bucket_tags(s3: Any, bucket: str) -> dict[str, str] | None:
+    """The tags of ``bucket``; None when there is no such bucket."""
+    try:
+        response = s3.get_bucket_tagging(Bucket=bucket)
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code == "NoSuchTagSet":
+            return {}
+        if code in ("NoSuchBucket", "404"):
+            return None
+        raise EffectError(f"s3://{bucket}: get_bucket_tagging failed: {exc}") from exc
+    except BotoCoreError as exc:
+        raise EffectError(f"s3://{bucket}: get_bucket_tagging failed: {exc}") from exc
+    return {t["Key"]: t["Value"] for t in response.get("TagSet", [])}
+
+
 def _existing(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         head: dict[str, Any] = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
         raise EffectError(f"s3://{bucket}/{key}: head_object failed: {exc}") from exc
     return head

@@ -12,8 +12,10 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,28 +63,103 @@ class SyncState:
         }
 
 
+REBUILD_HINT = "run: perfops images list --rebuild-state"
+
+
+class CorruptState(PerfOpsError):
+    """``state.json`` exists but is not this version's image state."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}; {REBUILD_HINT}")
+
+
+# Set by perfops only for the app process it asks for image requirements (--list-images):
+# requirements never depend on recorded AMI ids, and an unreadable state.json must not
+# hide them, or `images list --rebuild-state`, the way to repair it, could never run.
+SKIP_STATE_ENV = "_PERFOPS_SKIP_IMAGE_STATE"
+
+
 def load(path: Path) -> SyncState:
-    """The state at ``path``; an absent file is an empty state."""
+    """The state at ``path``; an absent file is an empty state, an unreadable one raises."""
+    if os.environ.get(SKIP_STATE_ENV) == "1":
+        return SyncState()
+    return _read(path)
+
+
+def _read(path: Path) -> SyncState:
     try:
-        raw = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return SyncState()
-    except (OSError, ValueError) as error:
-        raise PerfOpsError(f"{path}: cannot read image state ({error})") from None
-    if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION:
-        raise PerfOpsError(f"{path}: not a perfops image state file of version {STATE_VERSION}")
+    except OSError as error:
+        raise PerfOpsError(f"{path}: cannot read image state ({error.strerror})") from None
     try:
-        images = {
-            name: ImageRecord(
-                ami_name=entry["ami_name"],
-                home_region=entry["home_region"],
-                regions={r: RegionImage(**v) for r, v in entry.get("regions", {}).items()},
-            )
-            for name, entry in raw.get("images", {}).items()
-        }
-    except (KeyError, TypeError) as error:
-        raise PerfOpsError(f"{path}: malformed image state ({error})") from None
+        raw = json.loads(text)
+    except ValueError as error:
+        raise CorruptState(path, f"not valid JSON ({error})") from None
+    try:
+        return _parse(raw)
+    except _Malformed as error:
+        raise CorruptState(path, str(error)) from None
+
+
+class _Malformed(ValueError):
+    """A shape problem, worded for the one-line error."""
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Malformed(f"{where} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _string(entry: dict[str, Any], key: str, where: str) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str):
+        raise _Malformed(f"{where}.{key} must be a string")
+    return value
+
+
+def _parse(raw: Any) -> SyncState:
+    if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION:
+        found = raw.get("version") if isinstance(raw, dict) else type(raw).__name__
+        raise _Malformed(
+            f"not a perfops image state file of version {STATE_VERSION} (found {found!r})"
+        )
+    images = {}
+    for name, value in _object(raw.get("images", {}), "'images'").items():
+        where = f"images.{name}"
+        entry = _object(value, where)
+        regions = {}
+        for region, fields in _object(entry.get("regions", {}), f"{where}.regions").items():
+            try:
+                regions[region] = RegionImage(**_object(fields, f"{where}.regions.{region}"))
+            except TypeError as error:
+                raise _Malformed(f"{where}.regions.{region}: {error}") from None
+        images[name] = ImageRecord(
+            ami_name=_string(entry, "ami_name", where),
+            home_region=_string(entry, "home_region", where),
+            regions=regions,
+        )
     return SyncState(images=images)
+
+
+def rebuild(path: Path, state: SyncState) -> Path | None:
+    """Replace the state at ``path`` with ``state``; an unreadable old file is kept beside
+    it as ``state.json.corrupt-<UTC time>``, whose path is returned."""
+    kept = None
+    try:
+        _read(path)
+    except CorruptState:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        kept = path.with_name(f"{path.name}.corrupt-{stamp}")
+        number = 1
+        while kept.exists():
+            number += 1
+            kept = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+        shutil.copy2(path, kept)
+    save(path, state)
+    return kept
 
 
 def dump(state: SyncState) -> dict[str, Any]:

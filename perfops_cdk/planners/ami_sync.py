@@ -17,6 +17,7 @@ from perfops_cdk.props.regions import check_region
 
 __all__ = [
     "ACTIONS",
+    "SYNC_TAG_KEYS",
     "ImagePlan",
     "ImageTarget",
     "RegionLookup",
@@ -24,8 +25,11 @@ __all__ = [
     "Requirement",
     "Selection",
     "ami_name_for",
+    "images_bucket_tags",
     "plan_image",
     "select",
+    "sync_tag_filter",
+    "sync_tags",
 ]
 
 # ready: nothing to do; wait: exists, not yet available; upload: snapshot + register in
@@ -42,6 +46,21 @@ TAG_SNAPSHOT = "perf-ops:source-snapshot"
 TAG_MANAGED_BY = "managed-by"
 # Set on a snapshot once every block is in: only such a snapshot is registered by a rerun.
 TAG_UPLOADED = "perf-ops:uploaded"
+MANAGED_BY = "perfops_cdk"  # the value of every perfops resource's managed-by tag
+# On the S3 bucket a --method import sync creates: purge-s3 empties no other bucket.
+TAG_IMAGES_BUCKET = "perf-ops:images-bucket"
+
+
+def images_bucket_tags(uuid: str) -> dict[str, str]:
+    """The tags of the bucket a sync of ``uuid`` creates for ``--method import``."""
+    return {TAG_UUID: uuid, TAG_IMAGES_BUCKET: "true", TAG_MANAGED_BY: MANAGED_BY}
+
+
+def sync_tag_filter(uuid: str | None) -> dict[str, str | None]:
+    """Tags (None: any value) that select the AMIs and snapshots a sync made, for ``uuid``
+    or (None) any uuid. The uuid alone is not enough: hosts' volumes, their snapshots and
+    AMIs made from them carry it too, and they are never the sync's to remove."""
+    return {TAG_UUID: uuid, TAG_AMI_NAME: None}
 
 
 def ami_name_for(image_name: str, store_hash: str) -> str:
@@ -162,6 +181,24 @@ class ImageTarget:
     uuid: str
 
 
+def sync_tags(target: ImageTarget, source_snapshot: str) -> dict[str, str]:
+    """The tags a sync puts on each AMI and snapshot of ``target``; ``source_snapshot`` is
+    the uploaded snapshot the home AMI was registered from ("" until it exists)."""
+    return {
+        "Name": target.ami_name,
+        TAG_UUID: target.uuid,
+        TAG_IMAGE: target.name,
+        TAG_AMI_NAME: target.ami_name,
+        TAG_SOURCE_REGION: target.home_region,
+        TAG_SNAPSHOT: source_snapshot,
+        TAG_MANAGED_BY: MANAGED_BY,
+    }
+
+
+# Derived, so that the keys a repair checks are always the keys a sync sets.
+SYNC_TAG_KEYS = frozenset(sync_tags(ImageTarget("", "", "", (), ""), ""))
+
+
 @attrs.frozen
 class RegionLookup:
     """What exists in one region under the target's AMI name (and, in home, snapshots)."""
@@ -171,6 +208,7 @@ class RegionLookup:
     ami_state: str | None = None
     ami_uuid: str | None = None
     ami_snapshot_id: str | None = None  # the snapshot behind the AMI found
+    ami_tags: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     # (snapshot id, state) tagged with the AMI name; only looked up in the home region.
     snapshots: tuple[tuple[str, str], ...] = ()
     import_task_id: str | None = None  # recorded by an interrupted import
@@ -185,6 +223,9 @@ class RegionStep:
     # Unfinished snapshots an interrupted upload left; deleted before a new upload.
     stale_snapshots: tuple[str, ...] = ()
     import_task_id: str | None = None
+    # An AMI found by name that lacks some of the sync's tags (a run killed between
+    # creating and tagging it): they are added, or delete, purge and list never see it.
+    repair_tags: bool = False
 
 
 @attrs.frozen
@@ -203,7 +244,7 @@ class ImagePlan:
 
     @property
     def unchanged(self) -> bool:
-        return all(s.action == "ready" for s in self.steps)
+        return all(s.action == "ready" and not s.repair_tags for s in self.steps)
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -218,8 +259,7 @@ def _home_step(found: RegionLookup, force: bool, uuid: str) -> RegionStep:
         broken = found.ami_state in _BROKEN_STATES
         if broken or (force and found.ami_uuid == uuid):
             return RegionStep(region, "replace", ami_id=found.ami_id)
-        action = "ready" if found.ami_state == "available" else "wait"
-        return RegionStep(region, action, ami_id=found.ami_id, snapshot_id=found.ami_snapshot_id)
+        return _existing_step(found)
     completed = [s for s, state in found.snapshots if state == "completed"]
     stale = tuple(s for s, state in found.snapshots if state != "completed")
     if completed and not force:
@@ -234,8 +274,17 @@ def _copy_step(found: RegionLookup, force: bool, uuid: str) -> RegionStep:
         return RegionStep(found.region, "copy")
     if found.ami_state in _BROKEN_STATES or (force and found.ami_uuid == uuid):
         return RegionStep(found.region, "replace", ami_id=found.ami_id)
-    action = "ready" if found.ami_state == "available" else "wait"
-    return RegionStep(found.region, action, ami_id=found.ami_id, snapshot_id=found.ami_snapshot_id)
+    return _existing_step(found)
+
+
+def _existing_step(found: RegionLookup) -> RegionStep:
+    return RegionStep(
+        found.region,
+        "ready" if found.ami_state == "available" else "wait",
+        ami_id=found.ami_id,
+        snapshot_id=found.ami_snapshot_id,
+        repair_tags=bool(SYNC_TAG_KEYS - found.ami_tags.keys()),
+    )
 
 
 def plan_image(
@@ -277,5 +326,7 @@ def describe(plan: ImagePlan, *, built: bool | None = None) -> list[str]:
         }[step.action]
         if step.stale_snapshots:
             what += f"; delete unfinished {', '.join(step.stale_snapshots)}"
+        if step.repair_tags:
+            what += "; add the sync's missing tags"
         lines.append(f"  {step.region}: {what}")
     return lines

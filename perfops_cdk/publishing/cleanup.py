@@ -17,10 +17,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from perfops_cdk.effects import aws, state_file
 from perfops_cdk.effects import ec2_images as ec2
+from perfops_cdk.effects.import_snapshot import bucket_tags
 from perfops_cdk.errors import EffectError, PerfOpsError
 from perfops_cdk.planners import ami_sync as plan
 
-__all__ = ["Found", "find_images", "purge_s3", "remove", "state_from_tags"]
+__all__ = ["Found", "check_images_bucket", "find_images", "purge_s3", "remove", "state_from_tags"]
 
 _PENDING = frozenset({"pending", "uploading", "copying", "importing", "snapshot"})
 
@@ -41,12 +42,9 @@ class Found:
 
 def _find_region(region: str, uuid: str | None) -> list[Found]:
     client = aws.client("ec2", region)
-    if uuid is None:
-        images = ec2.find_images_by_tag(client, plan.TAG_UUID)
-        snaps = ec2.find_snapshots_by_tag(client, plan.TAG_UUID)
-    else:
-        images = ec2.find_images_by_tag(client, plan.TAG_UUID, uuid)
-        snaps = ec2.find_snapshots_by_tag(client, plan.TAG_UUID, uuid)
+    ours = plan.sync_tag_filter(uuid)
+    images = ec2.find_images_by_tags(client, ours)
+    snaps = ec2.find_snapshots_by_tags(client, ours)
     found = [
         Found(
             region=region,
@@ -80,7 +78,7 @@ def _find_region(region: str, uuid: str | None) -> list[Found]:
 
 
 def find_images(regions: Iterable[str], uuid: str | None) -> list[Found]:
-    """Perf-ops AMIs and snapshots in ``regions``: this ``uuid``'s, or every one (None)."""
+    """The AMIs and snapshots syncs made in ``regions``: this ``uuid``'s, or all (None)."""
     targets = sorted(set(regions))
     with ThreadPoolExecutor(max_workers=max(1, min(17, len(targets)))) as pool:
         return [f for found in pool.map(lambda r: _find_region(r, uuid), targets) for f in found]
@@ -121,6 +119,8 @@ def refuse_pending(found: Sequence[Found], state_path: Path) -> None:
 def remove(found: Sequence[Found], state_path: Path) -> list[str]:
     """Delete the found AMIs (with their snapshots) and stray snapshots; one line each."""
     refuse_pending(found, state_path)
+    # An unreadable state could not forget what is removed: refuse before removing anything.
+    state_file.load(state_path)
 
     def one(item: Found) -> str:
         client = aws.client("ec2", item.region)
@@ -156,6 +156,18 @@ def _s3_call(s3: Any, operation: str, **kwargs: Any) -> Any:
         raise EffectError(f"s3: {operation} failed: {exc}") from exc
     except BotoCoreError as exc:
         raise EffectError(f"s3: {operation} failed: {exc}") from exc
+
+
+def check_images_bucket(bucket: str, region: str, uuid: str) -> None:
+    """Raise unless ``bucket`` is the one a sync of ``uuid`` created (or does not exist)."""
+    tags = bucket_tags(aws.client("s3", region), bucket)
+    wanted = plan.images_bucket_tags(uuid)
+    if tags is not None and any(tags.get(k) != v for k, v in wanted.items()):
+        expected = ", ".join(f"{k}={v}" for k, v in wanted.items())
+        raise PerfOpsError(
+            f"s3://{bucket}: not the images bucket of {uuid} (a sync tags the bucket it "
+            f"creates {expected}); add --force to empty and remove it anyway"
+        )
 
 
 def s3_objects(bucket: str, region: str) -> list[str]:

@@ -111,29 +111,40 @@ def identify(selection: Selection) -> Identity:
 def _lookup_region(target: ImageTarget, region: str, task_id: str | None) -> RegionLookup:
     client = ec2_client(region)
     found = ec2.find_images_by_name(client, target.ami_name)
+    image = found[0] if found else None
+    home = region == target.home_region
     snapshots: tuple[tuple[str, str], ...] = ()
-    if region == target.home_region and not found:
+    # An untagged home AMI (a run killed before tagging it) does not say which upload it
+    # was registered from; the uploaded snapshot's own tags do.
+    if home and (image is None or plan.TAG_SNAPSHOT not in image.tags):
         # moto ignores start_snapshot's ClientToken, so earlier uploads are found by tag.
         raw = ec2.find_snapshots_by_tag(client, plan.TAG_AMI_NAME, target.ami_name)
         snapshots = tuple((s["SnapshotId"], _snapshot_state(s)) for s in raw)
-    image = found[0] if found else None
     return RegionLookup(
         region=region,
         ami_id=image.image_id if image else None,
         ami_state=image.state if image else None,
         ami_uuid=image.tags.get(plan.TAG_UUID) if image else None,
-        ami_snapshot_id=_backing_snapshot(image, region == target.home_region),
+        ami_snapshot_id=_source_snapshot(image, home, snapshots),
+        ami_tags=dict(image.tags) if image else {},
         snapshots=snapshots,
-        import_task_id=task_id if region == target.home_region else None,
+        import_task_id=task_id if home else None,
     )
 
 
-def _backing_snapshot(image: ec2.Image | None, home: bool) -> str | None:
-    """The home AMI's snapshot is the uploaded one (its tag); a copy's is its own."""
+def _source_snapshot(
+    image: ec2.Image | None, home: bool, snapshots: tuple[tuple[str, str], ...]
+) -> str | None:
+    """The home AMI's snapshot is the uploaded one (its tag, else the finished upload
+    under its name); a copy's is its own."""
     if image is None:
         return None
-    uploaded = image.tags.get(plan.TAG_SNAPSHOT) if home else None
-    return uploaded or (image.snapshot_ids[0] if image.snapshot_ids else None)
+    if home:
+        finished = (s for s, state in snapshots if state == "completed")
+        uploaded = image.tags.get(plan.TAG_SNAPSHOT) or next(finished, None)
+        if uploaded:
+            return uploaded
+    return image.snapshot_ids[0] if image.snapshot_ids else None
 
 
 def _snapshot_state(snapshot: dict[str, Any]) -> str:

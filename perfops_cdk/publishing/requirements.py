@@ -3,24 +3,47 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from perfops_cdk.app import ImageRequirement
+from perfops_cdk.effects import state_file
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.project import Project
 
 
 def project_requirements(project: Project) -> list[ImageRequirement]:
-    """Run ``<app> --list-images`` in the project (the app's own error on failure)."""
+    """Run ``<app> --list-images`` in the project (the app's own error on failure).
+
+    The app does not read ``state.json`` meanwhile: requirements never depend on it.
+    """
     result = subprocess.run(
         [*project.app, "--list-images"],
         cwd=project.root,
+        env={**os.environ, state_file.SKIP_STATE_ENV: "1"},
         capture_output=True,
         text=True,
         check=False,
     )
     if result.returncode != 0:
         raise PerfOpsError(result.stderr.strip().removeprefix("error: ") or "app failed")
-    raw: list[dict[str, Any]] = json.loads(result.stdout)
-    return [ImageRequirement.from_json(entry) for entry in raw]
+    return _parse(result.stdout, "--list-images")
+
+
+def requirements_from_file(path: Path) -> list[ImageRequirement]:
+    """Requirements an app wrote as ``--list-images`` prints them (``--sync-amis`` does)."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise PerfOpsError(f"{path}: cannot read image requirements ({error.strerror})") from None
+    return _parse(text, str(path))
+
+
+def _parse(text: str, source: str) -> list[ImageRequirement]:
+    try:
+        raw: list[dict[str, Any]] = json.loads(text)
+        return [ImageRequirement.from_json(entry) for entry in raw]
+    except (ValueError, TypeError, KeyError) as error:
+        raise PerfOpsError(f"{source}: not a list of image requirements ({error})") from None

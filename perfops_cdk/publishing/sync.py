@@ -12,19 +12,17 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import attrs
 
 from perfops_cdk.effects import aws, nix, state_file
 from perfops_cdk.effects import ec2_images as ec2
 from perfops_cdk.effects.ebs_snapshot import BLOCK_SIZE, data_block_indexes, upload_snapshot
 from perfops_cdk.effects.import_snapshot import (
     Boto3Importer,
-    SnapshotImporter,
+    ensure_bucket,
     import_snapshot,
     upload_to_s3,
 )
@@ -40,6 +38,14 @@ from perfops_cdk.publishing.identity import (
     raw_identity,
     state_path,
 )
+from perfops_cdk.publishing.records import (
+    DEFAULT_OPTIONS,
+    ImageResult,
+    Progress,
+    ProgressEvent,
+    SyncOptions,
+    quiet,
+)
 
 __all__ = [
     "ImageResult",
@@ -53,83 +59,14 @@ __all__ = [
 ]
 
 GIB = 1024**3
-MANAGED_BY = "perfops_cdk"  # the value of every perfops resource's managed-by tag
 RAW_SYSTEM = "x86_64-linux"  # upload-raw images: no image-info.json says otherwise
-
-
-@attrs.frozen
-class ProgressEvent:
-    """One change a live view shows: an image's region reached ``stage``."""
-
-    image: str
-    region: str
-    stage: str
-    done: int | None = None
-    total: int | None = None
-    detail: str = ""
-
-
-Progress = Callable[[ProgressEvent], None]
-
-
-def _quiet(_: ProgressEvent) -> None:
-    pass
-
-
-@attrs.frozen
-class SyncOptions:
-    """How to sync. Defaults: EBS direct upload, 16 upload workers, 8 parallel copies."""
-
-    method: str = attrs.field(default="ebs", validator=attrs.validators.in_(("ebs", "import")))
-    force: bool = False
-    dry_run: bool = False
-    workers: int = 16
-    copy_workers: int = 8
-    # S3 bucket for --method import. Default: perfops-images-<uuid> in the home region.
-    bucket: str | None = None
-    # The import seam; default Boto3Importer over the home region's EC2 client.
-    importer_for: Callable[[str], SnapshotImporter] | None = None
-    poll_s: float = 15.0
-
-
-@attrs.frozen
-class ImageResult:
-    """What a sync did for one image."""
-
-    plan: ImagePlan
-    built: bool = False
-    bytes_uploaded: int = 0
-    registered: bool = False
-    copied: tuple[str, ...] = ()
-    ami_ids: dict[str, str] = attrs.field(factory=dict)
-    failed: dict[str, str] = attrs.field(factory=dict)
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        target = self.plan.target
-        head = f"{target.name}: {target.ami_name}"
-        if self.failed:
-            first = next(iter(self.failed.values()))
-            return f"{head}: FAILED in {', '.join(sorted(self.failed))}: {first}"
-        if self.plan.unchanged:
-            return f"{head}: up to date in {len(self.ami_ids)} region(s)"
-        did = [
-            *(["built"] if self.built else []),
-            *([f"uploaded {self.bytes_uploaded / 1024**2:.1f} MiB"] if self.bytes_uploaded else []),
-            *(["registered"] if self.registered else []),
-            *([f"copied to {len(self.copied)}"] if self.copied else []),
-        ]
-        return (
-            f"{head}: available in {len(self.ami_ids)} region(s) "
-            f"({', '.join(did) or 'waited'}) in {self.seconds:.1f} s"
-        )
 
 
 def sync_images(
     selections: Sequence[Selection],
     *,
-    options: SyncOptions = SyncOptions(),
-    progress: Progress = _quiet,
+    options: SyncOptions = DEFAULT_OPTIONS,
+    progress: Progress = quiet,
 ) -> list[ImageResult]:
     """Publish every selected image as AMIs in its regions; see the module docstring.
 
@@ -169,20 +106,13 @@ class _Publisher:
         self.options = options
         self.progress = progress
         self.result: dict[str, Any] = {"built": False, "bytes_uploaded": 0, "registered": False}
+        self.retagged: list[str] = []  # appended from copy threads: list.append is atomic
 
     def say(self, region: str, stage: str, **kw: Any) -> None:
         self.progress(ProgressEvent(self.target.name, region, stage, **kw))
 
     def tags(self, snapshot_id: str) -> dict[str, str]:
-        return {
-            "Name": self.target.ami_name,
-            plan.TAG_UUID: self.target.uuid,
-            plan.TAG_IMAGE: self.target.name,
-            plan.TAG_AMI_NAME: self.target.ami_name,
-            plan.TAG_SOURCE_REGION: self.target.home_region,
-            plan.TAG_SNAPSHOT: snapshot_id,
-            plan.TAG_MANAGED_BY: MANAGED_BY,
-        }
+        return plan.sync_tags(self.target, snapshot_id)
 
     def record(self, region: str, **changes: Any) -> None:
         self.recorder.set_region(self.target.name, region, **changes)
@@ -225,6 +155,7 @@ class _Publisher:
             ami_ids=ami_ids,
             failed=failed,
             seconds=time.monotonic() - started,
+            retagged=tuple(sorted(self.retagged)),
             **self.result,
         )
 
@@ -265,10 +196,10 @@ class _Publisher:
         region = step.region
         client = ec2_client(region)
         if step.action == "ready":
-            return self._ready(step)
+            return self._ready(step, step.snapshot_id or "")
         if step.action == "wait":
             assert step.ami_id is not None
-            return self._available(client, region, step.ami_id)
+            return self._available(client, region, step.ami_id, self.tags(step.snapshot_id or ""))
         if step.action == "replace":
             assert step.ami_id is not None
             ec2.delete_image(client, step.ami_id)
@@ -299,11 +230,18 @@ class _Publisher:
         )
         self.result["registered"] = True
         self.record(region, ami_id=image.image_id, state=image.state)
-        return self._available(client, region, image.image_id)
+        return self._available(client, region, image.image_id, self.tags(snapshot_id))
 
-    def _ready(self, step: plan.RegionStep) -> ec2.Image:
-        """An AMI the lookup found available: recorded, no further AWS call."""
+    def _ready(self, step: plan.RegionStep, source_snapshot: str) -> ec2.Image:
+        """An AMI the lookup found available: recorded; AWS is called only to add the
+        sync's tags it lacks (a run was killed between creating and tagging it)."""
         assert step.ami_id is not None
+        if step.repair_tags:
+            client = ec2_client(step.region)
+            found = ec2.describe_image(client, step.ami_id)
+            if found is not None:
+                ec2.complete_tags(client, found, self.tags(source_snapshot))
+                self.retagged.append(step.region)
         self.record(
             step.region, ami_id=step.ami_id, snapshot_id=step.snapshot_id, state="available"
         )
@@ -314,8 +252,11 @@ class _Publisher:
             step.ami_id, self.target.ami_name, step.region, "available", snapshots, tags
         )
 
-    def _available(self, client: Any, region: str, ami_id: str) -> ec2.Image:
+    def _available(self, client: Any, region: str, ami_id: str, tags: dict[str, str]) -> ec2.Image:
         image = ec2.wait_image_available(client, ami_id, delay_s=self.options.poll_s)
+        # An AMI's snapshots exist only once it is available; the AMI may be untagged too
+        # when a killed run left it pending.
+        image = ec2.complete_tags(client, image, tags)
         # The home AMI's snapshot is the uploaded one (its tag); a copy's is its own.
         uploaded = image.tags.get(plan.TAG_SNAPSHOT) if region == self.target.home_region else None
         snapshot = uploaded or (image.snapshot_ids[0] if image.snapshot_ids else None)
@@ -352,7 +293,7 @@ class _Publisher:
         token = ec2.client_token("import_snapshot", self.target.ami_name, bucket, key)
         if task_id is None:
             s3 = aws.client("s3", region)
-            _ensure_bucket(s3, bucket, region)
+            ensure_bucket(s3, bucket, region, tags=plan.images_bucket_tags(self.target.uuid))
             size = info.file.stat().st_size
             self.say(region, "uploading", done=0, total=size)
             sent = upload_to_s3(
@@ -390,13 +331,15 @@ class _Publisher:
     def _other(self, step: plan.RegionStep, home: ec2.Image) -> ec2.RegionCopy | str:
         """Copy (or wait for) one region; returns the copy or its one-line error."""
         region = step.region
+        source = self.plan.home.snapshot_id or home.tags.get(plan.TAG_SNAPSHOT, "")
         try:
             client = ec2_client(region)
             if step.action == "ready":
-                return ec2.RegionCopy(region, self._ready(step))
+                return ec2.RegionCopy(region, self._ready(step, source))
             if step.action == "wait":
                 assert step.ami_id is not None
-                return ec2.RegionCopy(region, self._available(client, region, step.ami_id))
+                image = self._available(client, region, step.ami_id, self.tags(source))
+                return ec2.RegionCopy(region, image)
             if step.action == "replace":
                 assert step.ami_id is not None
                 ec2.delete_image(client, step.ami_id)
@@ -407,7 +350,7 @@ class _Publisher:
                 home.image_id,
                 name=self.target.ami_name,
                 regions=[region],
-                tags=self.tags(self.plan.home.snapshot_id or home.tags.get(plan.TAG_SNAPSHOT, "")),
+                tags=self.tags(source),
                 client_for=lambda _: client,
                 max_workers=1,
                 delay_s=self.options.poll_s,
@@ -432,20 +375,3 @@ def _data_bytes(path: Path) -> int:
         return sum(1 for _ in data_block_indexes(fd, os.fstat(fd).st_size)) * BLOCK_SIZE
     finally:
         os.close(fd)
-
-
-def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
-    from botocore.exceptions import ClientError
-
-    with contextlib.suppress(ClientError):
-        s3.head_bucket(Bucket=bucket)
-        return
-    config = {} if region == "us-east-1" else {"LocationConstraint": region}
-    try:
-        s3.create_bucket(Bucket=bucket, **({"CreateBucketConfiguration": config} if config else {}))
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in (
-            "BucketAlreadyOwnedByYou",
-            "BucketAlreadyExists",
-        ):
-            raise EffectError(f"s3://{bucket}: create_bucket failed: {exc}") from exc
