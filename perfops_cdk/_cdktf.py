@@ -14,12 +14,10 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-# cdktf 0.21 is the last release and its jsii runtime warns about the machine's Node
-# release on every start; the banner would bury our one-line errors.
-NODE_WARNING_ENV = {
-    "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
-    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "18,20",
-}
+from perfops_cdk.jsii_env import NODE_WARNING_ENV
+
+# The jsii runtime (a node process) starts with the imports below and reads these once;
+# importing this module is what starts it, so only synthesis imports it.
 for _key, _value in NODE_WARNING_ENV.items():
     os.environ.setdefault(_key, _value)
 

@@ -16,18 +16,21 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from perfops_cdk._cdktf import App
-from perfops_cdk.constructs.stack import COLLECT_IMAGES_CONTEXT, PerfOpsStack
 from perfops_cdk.errors import PerfOpsError
+
+if TYPE_CHECKING:
+    # Imported where an app is built: cdktf starts its jsii runtime on import, and the
+    # CLI reads ImageRequirement and the constants here without synthesizing anything.
+    from perfops_cdk._cdktf import App
 
 DEFAULT_OUTDIR = "cdktf.out"
 OUTDIR_ENV = "CDKTF_OUTDIR"  # set by the cdktf CLI when it runs the app
 
-Define = Callable[[App], object]
+Define = Callable[["App"], object]
 
 
 @attrs.frozen
@@ -65,6 +68,8 @@ class ImageRequirement:
 
 def synth(define: Define, outdir: str | Path | None = None) -> Path:
     """Declare the app with ``define`` and synthesize it into ``outdir`` atomically."""
+    from perfops_cdk._cdktf import App
+
     target = Path(outdir or os.environ.get(OUTDIR_ENV) or DEFAULT_OUTDIR).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -101,6 +106,9 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 def image_requirements(define: Define) -> list[ImageRequirement]:
     """Every declared image with the regions its deployments use; nothing is written."""
+    from perfops_cdk._cdktf import App
+    from perfops_cdk.constructs.stack import COLLECT_IMAGES_CONTEXT, PerfOpsStack
+
     with tempfile.TemporaryDirectory(prefix="perfops-collect-") as scratch:
         app = App(outdir=scratch, context={COLLECT_IMAGES_CONTEXT: True})
         define(app)

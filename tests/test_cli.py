@@ -205,3 +205,51 @@ def test_cdktf_cli_synth_runs_the_app(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     stack = json.loads((root / "cdktf.out/stacks/perf-ops/cdk.tf.json").read_text())
     assert stack["resource"]["aws_instance"]["steady_euwest1"]["count"] == 2
+
+
+def test_ctrl_c_on_local_aws_stops_without_a_traceback() -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) stops
+    `perfops local-aws` with exit 0 and nothing but its own line on stderr."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "perfops_cdk.cli.main", "local-aws"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stderr is not None
+    try:
+        ready = process.stderr.readline()  # printed once the emulator serves
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        _, rest = process.communicate(timeout=30)
+    assert ready.endswith("Ctrl-C stops it.\n")
+    assert process.returncode == 0
+    assert rest == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["doctor"],
+        ["status", "--no-synth"],
+        ["images", "--help"],
+        ["local-aws", "--help"],
+    ],
+)
+def test_commands_that_do_not_synthesize_never_load_cdktf(
+    in_project: Path, argv: list[str]
+) -> None:
+    """Only synthesis starts the jsii runtime (cdktf's node process); other commands never
+    import it, so they start fast and Ctrl-C cannot break its pipe."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "perfops_cdk.cli.main", *argv],
+        cwd=in_project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert imported, result.stderr
+    assert not {m for m in imported if m.split(".")[0] in ("jsii", "cdktf", "constructs")}

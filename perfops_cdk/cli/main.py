@@ -13,7 +13,6 @@ from rich.table import Table
 
 from perfops_cdk import operations
 from perfops_cdk.cli.images import images_app
-from perfops_cdk.demo import run_demo
 from perfops_cdk.doctor import check_environment
 from perfops_cdk.effects.emulator import Emulator
 from perfops_cdk.errors import PerfOpsError
@@ -115,6 +114,8 @@ def _show_status(stacks: dict[str, list[StatusRow]]) -> None:
 @app.command()
 def demo() -> None:
     """Run the whole flow against a local AWS emulator: images, deploy, status, destroy."""
+    from perfops_cdk.demo import run_demo  # imports the constructs, hence cdktf
+
     try:
         run_demo(
             Project.find(),
@@ -145,6 +146,10 @@ def local_aws(
     ] = None,
 ) -> None:
     """Run the AWS emulator (moto) on a free loopback port until interrupted."""
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # Blocked before the emulator's threads start (they inherit the mask), so Ctrl-C can
+    # only arrive in sigwait below, however early it comes: never a KeyboardInterrupt.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     emulator = Emulator().start()
     exports = "".join(f"export {k}={v}\n" for k, v in emulator.environment().items())
     if env_file is not None:
@@ -153,7 +158,7 @@ def local_aws(
     sys.stdout.flush()
     errors.print(f"AWS emulator at {emulator.url}; Ctrl-C stops it.")
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
         emulator.stop()
 
