@@ -19,7 +19,7 @@ from perfops_cdk.errors import InvalidField
 from perfops_cdk.props.fields import using
 from perfops_cdk.props.network import SecurityGroup
 from perfops_cdk.props.regions import check_region, provider_alias
-from perfops_cdk.props.validators import check_uuid
+from perfops_cdk.props.validators import check_bucket, check_path, check_state_key, check_uuid
 
 if TYPE_CHECKING:
     from perfops_cdk.constructs.deployment import Deployment
@@ -39,8 +39,8 @@ MANAGED_BY = "perfops_cdk"
 class S3State:
     """Terraform state in S3, shared by a team; locked with an S3 lock file."""
 
-    bucket: str
-    key: str
+    bucket: str = attrs.field(validator=using(check_bucket))
+    key: str = attrs.field(validator=using(check_state_key))
     region: str = attrs.field(validator=using(check_region))
 
 
@@ -49,7 +49,9 @@ class LocalState:
     """Terraform state in a local file. By default ``terraform.<stack id>.tfstate``
     in the project directory."""
 
-    path: str | None = None
+    path: str | None = attrs.field(
+        default=None, validator=using(lambda v, f: check_path(v, f, "file"))
+    )
 
 
 def resolve_uuid(explicit: str | None, project_dir: Path) -> str:
@@ -95,6 +97,10 @@ class PerfOpsStack(TerraformStack):
         security_groups: Sequence[SecurityGroup] = (),
     ) -> None:
         path = check_new_child(scope, id)
+        located(path, lambda: check_path(project_dir, "project_dir", "directory"))
+        if backend is not None and not isinstance(backend, S3State | LocalState):
+            allowed = "must be S3State(...) or LocalState(...)"
+            raise InvalidField("backend", backend, allowed).at(path)
         self.project_dir = Path(
             project_dir or os.environ.get(PROJECT_DIR_ENV) or Path.cwd()
         ).resolve()
@@ -184,6 +190,8 @@ def check_stack_child(scope: Construct, id: str) -> str:
 
 
 def _named_groups(groups: Iterable[SecurityGroup]) -> dict[str, SecurityGroup]:
+    if isinstance(groups, str) or not isinstance(groups, Sequence):
+        raise InvalidField("security_groups", groups, "must be a list of SecurityGroup")
     named: dict[str, SecurityGroup] = {}
     for group in groups:
         if not isinstance(group, SecurityGroup):

@@ -10,10 +10,25 @@ from typing import Any
 import attrs
 
 from perfops_cdk.errors import InvalidField
-from perfops_cdk.props.fields import each, int_range, one_of, to_dict, to_tuple, using
+from perfops_cdk.props.fields import (
+    each,
+    instance_of,
+    int_range,
+    is_list,
+    one_of,
+    optional,
+    to_dict,
+    to_tuple,
+    using,
+)
 from perfops_cdk.props.network import SecurityGroup
 from perfops_cdk.props.regions import check_region
-from perfops_cdk.props.validators import check_cidr, check_instance_type, check_tags
+from perfops_cdk.props.validators import (
+    check_cidr,
+    check_instance_type,
+    check_key_name,
+    check_tags,
+)
 
 ROOT_VOLUME_TYPES = frozenset({"gp2", "gp3", "io1", "io2"})
 MAX_HOSTS_PER_REGION = 5000
@@ -73,8 +88,13 @@ class Spot:
 
 
 def _check_part_name(value: Any, field: str) -> None:
-    if not (isinstance(value, str) and _USER_DATA_PART_NAME.match(value)):
+    if not (isinstance(value, str) and _USER_DATA_PART_NAME.fullmatch(value)):
         raise InvalidField(field, value, "must be 1 to 63 lowercase letters, digits or '-'")
+
+
+def _check_script(value: Any, field: str) -> None:
+    if not isinstance(value, str):
+        raise InvalidField(field, value, "must be a string holding a shell script")
 
 
 @attrs.frozen
@@ -82,7 +102,7 @@ class UserDataPart:
     """A shell snippet run at first boot. Parts run in ``order``, then declaration order."""
 
     name: str = attrs.field(validator=using(_check_part_name))
-    script: str = attrs.field(validator=attrs.validators.instance_of(str))
+    script: str = attrs.field(validator=using(_check_script))
     order: int = attrs.field(default=50, validator=int_range(0, 100))
 
 
@@ -103,6 +123,8 @@ def _check_regions(value: Any, field: str) -> dict[str, int]:
 
 
 def _check_security_groups(value: Any, field: str) -> None:
+    if not isinstance(value, tuple):
+        raise InvalidField(field, value, "must be a list of group names or SecurityGroups")
     seen: set[str] = set()
     for group in value:
         if isinstance(group, SecurityGroup):
@@ -117,6 +139,8 @@ def _check_security_groups(value: Any, field: str) -> None:
 
 
 def _check_raw(value: Any, field: str) -> None:
+    if not isinstance(value, Mapping):
+        raise InvalidField(field, value, "must map aws_instance argument names to values")
     clash = sorted(MANAGED_ATTRIBUTES.intersection(value))
     if clash:
         raise InvalidField(
@@ -139,18 +163,20 @@ class DeploymentProps:
         default=(), converter=to_tuple, validator=each(check_cidr)
     )
     root_volume: RootVolume = attrs.field(
-        factory=RootVolume, validator=attrs.validators.instance_of(RootVolume)
+        factory=RootVolume, validator=instance_of(RootVolume, "RootVolume(size_gib=30)")
     )
     spot: Spot | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Spot))
+        default=None, validator=optional(instance_of(Spot, "Spot(max_price='0.25')"))
     )
-    user_data: tuple[UserDataPart, ...] = attrs.field(default=(), converter=to_tuple)
+    user_data: tuple[UserDataPart, ...] = attrs.field(
+        default=(), converter=to_tuple, validator=is_list
+    )
     tags: dict[str, str] = attrs.field(
         factory=dict,
         converter=to_dict,
         validator=using(lambda v, f: check_tags(v, f, reserved=RESERVED_TAGS)),
     )
-    key_name: str | None = None
+    key_name: str | None = attrs.field(default=None, validator=optional(using(check_key_name)))
     raw_attributes: dict[str, Any] = attrs.field(
         factory=dict, converter=to_dict, validator=using(_check_raw)
     )
