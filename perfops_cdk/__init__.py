@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from perfops_cdk.errors import EffectError, InvalidField, PerfOpsError
     from perfops_cdk.props.containers import ContainerService
     from perfops_cdk.props.deployment import RootVolume, Spot, UserDataPart
+    from perfops_cdk.props.expression import Expression
     from perfops_cdk.props.network import Rule, SecurityGroup
 
 # name -> the module that defines it
@@ -31,6 +32,7 @@ _EXPORTS = {
     "ContainerService": "perfops_cdk.props.containers",
     "Deployment": "perfops_cdk.constructs.deployment",
     "EffectError": "perfops_cdk.errors",
+    "Expression": "perfops_cdk.props.expression",
     "HostContainers": "perfops_cdk.constructs.host_containers",
     "ImageAsset": "perfops_cdk.constructs.image",
     "InvalidField": "perfops_cdk.errors",
@@ -51,6 +53,7 @@ __all__ = [
     "ContainerService",
     "Deployment",
     "EffectError",
+    "Expression",
     "HostContainers",
     "ImageAsset",
     "InvalidField",

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import builtins
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from perfops_cdk.jsii_env import NODE_WARNING_ENV
+from perfops_cdk.props.expression import Expression
 
 # The jsii runtime (a node process) starts with the imports below and reads these once;
 # importing this module is what starts it, so only synthesis imports it.
@@ -47,6 +49,37 @@ __all__ = [
 
 AWS_PROVIDER_SOURCE = "hashicorp/aws"
 
+# cdktf stands in for values it resolves after synthesizeAttributes (references such as
+# ref() returns) with marker strings "${TfToken[TOKEN.12]}" (lib/tokens/private/
+# encoding.js: key chars a-zA-Z0-9:._-). List, map and number tokens hold no "${" or "%{".
+_STRING_TOKEN = re.compile(r"(\$\{TfToken\[[a-zA-Z0-9:._-]+\]\})")
+
+
+def terraform_literal(value: Any) -> Any:
+    """``value`` as Terraform JSON that reads back as written: in every string (map keys
+    too, which Terraform also reads as templates) ``${`` and ``%{`` become ``$${`` and
+    ``%%{``, except in cdktf's tokens and in an Expression, which is emitted as its text."""
+    if isinstance(value, Expression):
+        return value.text
+    if isinstance(value, str):
+        return _literal_text(value)
+    if isinstance(value, Mapping):
+        return {terraform_literal(k): terraform_literal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [terraform_literal(item) for item in value]
+    return value
+
+
+def _literal_text(text: str) -> str:
+    pieces = _STRING_TOKEN.split(text)  # literal, token, literal, token, ..., literal
+    for i in range(0, len(pieces), 2):
+        literal = pieces[i].replace("${", "$${").replace("%{", "%%{")
+        if literal.endswith("$") and i + 1 < len(pieces):
+            # "$" + "${ref}" would read as the escape "$${"; interpolate the dollar instead.
+            literal = literal[:-1] + '${"$"}'
+        pieces[i] = literal
+    return "".join(pieces)
+
 
 class AwsProvider(TerraformProvider):
     """The hashicorp/aws provider with an alias and plain-dict attributes."""
@@ -72,11 +105,16 @@ class AwsProvider(TerraformProvider):
 
     @jsii.member(jsii_name="synthesizeAttributes")
     def _synthesize_attributes(self) -> Mapping[str, Any]:
-        return {**self._attributes, "alias": self._alias}
+        attributes: Mapping[str, Any] = terraform_literal(self._attributes)
+        return {**attributes, "alias": self._alias}
 
 
 class RawResource(TerraformResource):
-    """A Terraform resource of any type whose attributes are a plain dict."""
+    """A Terraform resource of any type whose attributes are a plain dict.
+
+    Every string in the attributes reaches Terraform literally (see terraform_literal);
+    pass an Expression, or a reference from ref(), to have Terraform evaluate something.
+    """
 
     def __init__(
         self,
@@ -100,9 +138,9 @@ class RawResource(TerraformResource):
 
     @jsii.member(jsii_name="synthesizeAttributes")
     def _synthesize_attributes(self) -> Mapping[str, Any]:
-        if callable(self._attributes):
-            return self._attributes()
-        return self._attributes
+        attributes = self._attributes() if callable(self._attributes) else self._attributes
+        literal: Mapping[str, Any] = terraform_literal(attributes)
+        return literal
 
 
 def ref(resource: RawResource, attribute: str) -> str:

@@ -90,6 +90,8 @@ def error_of(project: Path, **overrides: Any) -> str:
         ({"tags": {5: "v"}}, r"tags key: 5 .*1 to 128"),
         ({"tags": {"team": "a\nb"}}, r"tags\['team'\]: 'a\\nb' .*control characters"),
         ({"tags": {"te\tam": "v"}}, r"tags key: 'te\\tam' .*control characters"),
+        ({"tags": {"%{ if x }": "v"}}, r"tags key: '%\{ if x \}' .*provider drops keys"),
+        ({"tags": {"#": "v"}}, r"tags key: '#' .*provider drops keys starting with '%'"),
         ({"key_name": 5}, r"perf-ops/d1: key_name: 5 .*1 to 255 ASCII"),
         ({"key_name": ""}, r"key_name: '' .*1 to 255 ASCII"),
         ({"key_name": "ops\n"}, r"key_name: 'ops\\n' .*1 to 255 ASCII"),

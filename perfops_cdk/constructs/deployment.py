@@ -12,17 +12,12 @@ from perfops_cdk.constructs.stack import MANAGED_BY, PerfOpsStack, check_stack_c
 from perfops_cdk.errors import InvalidField
 from perfops_cdk.planners.user_data import check_user_data_size, render_user_data
 from perfops_cdk.props.deployment import DeploymentProps, RootVolume, Spot, UserDataPart
+from perfops_cdk.props.expression import Expression
 from perfops_cdk.props.network import ALLOW_EGRESS, SecurityGroup, allow_ssh
 from perfops_cdk.props.regions import provider_alias
 
 # Containers reach the metadata service through NAT: one hop more than the host.
 METADATA_HOP_LIMIT = 2
-
-
-def terraform_literal(text: str) -> str:
-    """``text`` as Terraform will read it back: shell's ``${x}`` and ``%{`` would
-    otherwise be parsed as Terraform template syntax."""
-    return text.replace("${", "$${").replace("%{", "%%{")
 
 
 class Deployment(Construct):
@@ -40,8 +35,10 @@ class Deployment(Construct):
     :param user_data: extra first-boot shell parts. Default: none.
     :param tags: extra tags on hosts and their volumes. Default: only perfops' own.
     :param key_name: an EC2 key pair for SSH. Default: none.
-    :param raw_attributes: extra ``aws_instance`` arguments passed through as they are
-        (perf-ops' ``customConfig``). Default: none.
+    :param raw_attributes: extra ``aws_instance`` arguments (perf-ops' ``customConfig``).
+        Strings in them reach Terraform literally, as every string perfops emits does;
+        ``Expression("${...}")`` is the way to pass Terraform syntax on purpose.
+        Default: none.
     """
 
     def __init__(
@@ -121,7 +118,7 @@ class Deployment(Construct):
             names.add(part.name)
         check_user_data_size(render_user_data([*self._parts, *new]))
 
-    def tags_for(self, name: str) -> dict[str, str]:
+    def tags_for(self, name: str | Expression) -> dict[str, str | Expression]:
         """Our tags (which user tags may not replace) over the user's."""
         return {
             **self.props.tags,
@@ -180,7 +177,7 @@ class Deployment(Construct):
             )
             group_ids.append(ref(sg, "id"))
         instance_id = f"{self.node.id}_{alias}"
-        host_name = f"{prefix}-{region}-${{count.index}}"
+        host_name = Expression(f"{prefix}-{region}-${{count.index}}")
 
         def instance_attributes() -> dict[str, Any]:
             tags = self.tags_for(host_name)
@@ -203,7 +200,7 @@ class Deployment(Construct):
                 "tags": {**self.instance_tags, **tags},
             }
             if (user_data := self.user_data) is not None:
-                attributes["user_data"] = terraform_literal(user_data)
+                attributes["user_data"] = user_data
             if self.props.key_name:
                 attributes["key_name"] = self.props.key_name
             if self.props.spot is not None:

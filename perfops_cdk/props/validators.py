@@ -107,6 +107,12 @@ def check_tags(tags: Mapping[str, str], field: str = "tags", reserved: int = 0) 
             raise InvalidField(f"{field} key", key, allowed)
         if key.lower().startswith("aws:"):
             raise InvalidField(f"{field} key", key, "the 'aws:' prefix is reserved by AWS")
+        if key.startswith("%") or key == "#":
+            # Measured with provider 5.100.0: "%x" never reaches AWS and "#" never reaches
+            # the state (its flatmap state uses them as map and list counters), so every
+            # plan would show the tag as missing.
+            allowed = "the Terraform AWS provider drops keys starting with '%' and the key '#'"
+            raise InvalidField(f"{field} key", key, allowed)
         if not isinstance(value, str) or len(value) > MAX_TAG_VALUE or has_control_chars(value):
             allowed = (
                 f"must be a string of at most {MAX_TAG_VALUE} characters without control "
