@@ -12,6 +12,7 @@ from stackkit import make_stack
 from perfops_cdk import (
     App,
     Deployment,
+    Expression,
     ImageAsset,
     InvalidField,
     LocalState,
@@ -102,6 +103,45 @@ def error_of(project: Path, **overrides: Any) -> str:
         ({"root_volume": 30}, r"root_volume: 30 .*must be a RootVolume"),
         ({"spot": True}, r"spot: True .*must be a Spot"),
         ({"raw_attributes": ["ebs_optimized"]}, r"raw_attributes: \['ebs_optimized'\] .*must map"),
+        # raw_attributes cannot weaken encryption, IMDSv2, network exposure or user data
+        (
+            {"raw_attributes": {"ebs_block_device": [{"device_name": "/dev/sdb"}]}},
+            r"raw_attributes: 'ebs_block_device' .*volumes are always encrypted; use root_volume",
+        ),
+        (
+            {"raw_attributes": {"credit_specification": {"encrypted": False}}},
+            r"raw_attributes: 'credit_specification.encrypted' .*always encrypted",
+        ),
+        (
+            {"raw_attributes": {"network_interface": [{"device_index": 0}]}},
+            r"raw_attributes: 'network_interface' .*use security_groups and ssh_cidrs",
+        ),
+        (
+            {"raw_attributes": {"associate_public_ip_address": True}},
+            r"raw_attributes: 'associate_public_ip_address' .*network exposure",
+        ),
+        (
+            {
+                "raw_attributes": {
+                    "capacity_reservation_specification": [{"http_tokens": "optional"}]
+                }
+            },
+            r"'capacity_reservation_specification\[0\].http_tokens' .*IMDSv2 is always required",
+        ),
+        (
+            {"raw_attributes": {"user_data_base64": "ZWNobw=="}},
+            r"raw_attributes: 'user_data_base64' .*use user_data parts",
+        ),
+        (
+            {"raw_attributes": {"provisioner": [{"local-exec": {"command": "sh"}}]}},
+            r"raw_attributes: 'provisioner' .*Terraform meta-argument",
+        ),
+        ({"raw_attributes": {"volume_tags": {"a": "b"}}}, r"'volume_tags' .*set by Deployment"),
+        ({"raw_attributes": {5: "x"}}, r"raw_attributes key: 5 .*argument names are strings"),
+        (
+            {"raw_attributes": {"ebs_optimized": {True}}},
+            r"raw_attributes\['ebs_optimized'\]: \{True\} .*strings, numbers, booleans",
+        ),
         ({"instance_type": "t3.micro\n"}, r"instance_type: 't3.micro\\n' is not allowed"),
     ],
 )
@@ -325,3 +365,14 @@ def test_bad_image_options_are_one_located_line(
     stack, _ = make_stack(tmp_path)
     with pytest.raises(InvalidField, match=expected):
         ImageAsset(stack, "img", **{"name": "img-v1", "container_modules": ["k6"], **options})
+
+
+def test_raw_attributes_may_set_what_deployment_leaves_open(tmp_path: Path) -> None:
+    """Arguments that do not touch encryption, IMDS, exposure or user data pass through."""
+    raw = {
+        "ebs_optimized": True,
+        "iam_instance_profile": "load-clients",
+        "credit_specification": {"cpu_credits": "unlimited"},
+        "placement_group": Expression("${aws_placement_group.load.id}"),
+    }
+    assert declare(tmp_path, raw_attributes=raw).props.raw_attributes == raw

@@ -37,8 +37,13 @@ class Deployment(Construct):
     :param key_name: an EC2 key pair for SSH. Default: none.
     :param raw_attributes: extra ``aws_instance`` arguments (perf-ops' ``customConfig``).
         Strings in them reach Terraform literally, as every string perfops emits does;
-        ``Expression("${...}")`` is the way to pass Terraform syntax on purpose.
-        Default: none.
+        ``Expression("${...}")`` is the way to pass Terraform syntax on purpose. They
+        cannot weaken the safe defaults: no key, at any depth, that touches volume
+        encryption (``encrypted``, ``ebs_block_device``, ...), instance metadata
+        (``metadata_options``, ``http_tokens``, ...), network exposure
+        (``associate_public_ip_address``, ``network_interface``, security group keys) or
+        user data, and no Terraform meta-argument (``provisioner``, ``lifecycle``, ...);
+        see ``props/raw_attributes.py``. Default: none.
     """
 
     def __init__(

@@ -22,6 +22,7 @@ from perfops_cdk.props.fields import (
     using,
 )
 from perfops_cdk.props.network import SecurityGroup
+from perfops_cdk.props.raw_attributes import check_raw_attributes
 from perfops_cdk.props.regions import check_region
 from perfops_cdk.props.validators import (
     check_cidr,
@@ -34,21 +35,6 @@ ROOT_VOLUME_TYPES = frozenset({"gp2", "gp3", "io1", "io2"})
 MAX_HOSTS_PER_REGION = 5000
 # Name, perf-ops, deployment, image, managed-by
 RESERVED_TAGS = 5
-# Keys of aws_instance we set ourselves; raw_attributes may not silently replace them.
-MANAGED_ATTRIBUTES = frozenset(
-    {
-        "ami",
-        "count",
-        "provider",
-        "instance_type",
-        "metadata_options",
-        "root_block_device",
-        "vpc_security_group_ids",
-        "tags",
-        "user_data",
-        "instance_market_options",
-    }
-)
 _USER_DATA_PART_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -138,18 +124,6 @@ def _check_security_groups(value: Any, field: str) -> None:
         seen.add(name)
 
 
-def _check_raw(value: Any, field: str) -> None:
-    if not isinstance(value, Mapping):
-        raise InvalidField(field, value, "must map aws_instance argument names to values")
-    clash = sorted(MANAGED_ATTRIBUTES.intersection(value))
-    if clash:
-        raise InvalidField(
-            field,
-            clash[0],
-            "is set by Deployment; use its own prop (e.g. root_volume, spot, user_data)",
-        )
-
-
 @attrs.frozen
 class DeploymentProps:
     """Everything a Deployment declares, validated; see Deployment for the meaning."""
@@ -178,7 +152,7 @@ class DeploymentProps:
     )
     key_name: str | None = attrs.field(default=None, validator=optional(using(check_key_name)))
     raw_attributes: dict[str, Any] = attrs.field(
-        factory=dict, converter=to_dict, validator=using(_check_raw)
+        factory=dict, converter=to_dict, validator=using(check_raw_attributes)
     )
 
     @property
