@@ -253,3 +253,79 @@ def test_commands_that_do_not_synthesize_never_load_cdktf(
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
     assert imported, result.stderr
     assert not {m for m in imported if m.split(".")[0] in ("jsii", "cdktf", "constructs")}
+
+
+BROKEN = """
+from perfops_cdk import App, Deployment, ImageAsset, PerfOpsStack
+from perfops_cdk.app import main
+
+
+def define(app: App) -> None:
+    stack = PerfOpsStack(app, "perf-ops", uuid={uuid})
+    image = {image}
+    Deployment(stack, "steady", image=image, instance_type="t3.micro", {props})
+
+
+main(define)
+"""
+PREBUILT = (
+    'ImageAsset.from_ami_ids(stack, "node", name="node-v1", ami_ids={"eu-west-1": "ami-0123abcd"})'
+)
+NIX_BUILT = 'ImageAsset(stack, "node", name="node-v1", container_modules=["k6"])'
+
+
+@pytest.mark.parametrize(
+    ("case", "files", "expected"),
+    [
+        (
+            {"props": 'regions=["eu-west-1"]'},
+            {},
+            "error: perf-ops/steady: regions: ['eu-west-1'] is not allowed; must map at least one "
+            "region to a host count",
+        ),
+        (
+            {"props": 'regions={"eu-west-1": 1}, tags=["a"]'},
+            {},
+            "error: perf-ops/steady: tags: ['a'] is not allowed; must map tag keys to string "
+            "values",
+        ),
+        (
+            {"image": NIX_BUILT, "props": 'regions={"eu-west-1": 1}'},
+            {"state.json": '{"version": 1, "images": []}'},
+            "error: {root}/state.json: images: [] is not allowed; must map image names to what "
+            "the image sync recorded",
+        ),
+        (
+            {"uuid": "None", "props": 'regions={"eu-west-1": 1}'},
+            {"perf-uuid.txt/": ""},
+            "error: {root}/perf-uuid.txt: cannot read the deployer uuid (Is a "
+            "directory); it must be a file holding one id such as 'k3j9x0a2qz', or set PERF_UUID",
+        ),
+    ],
+)
+def test_broken_input_is_one_line_on_stderr_and_exit_2(
+    tmp_path: Path, case: dict[str, str], files: dict[str, str], expected: str
+) -> None:
+    """`perfops synth` of a broken declaration or project file prints one error line,
+    exits 2, shows no traceback and writes no cdktf.out."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "cdktf.json").write_text(json.dumps({"app": "python deployments.py"}))
+    fields = {"uuid": '"cliuuid1"', "image": PREBUILT, **case}
+    (root / "deployments.py").write_text(textwrap.dedent(BROKEN).format(**fields))
+    for name, text in files.items():
+        if name.endswith("/"):
+            (root / name).mkdir()
+        else:
+            (root / name).write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "PERF_UUID"}
+    result = subprocess.run(
+        [sys.executable, "-m", "perfops_cdk.cli.main", "synth"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**env, "PYTHONPATH": str(REPO)},
+    )
+    assert (result.returncode, result.stderr) == (2, expected.replace("{root}", str(root)) + "\n")
+    assert not (root / "cdktf.out").exists()

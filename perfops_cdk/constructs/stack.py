@@ -15,7 +15,7 @@ from perfops_cdk._cdktf import AwsProvider, Construct, LocalBackend, S3Backend, 
 from perfops_cdk.constructs.base import check_new_child, located
 from perfops_cdk.effects.aws import endpoint_url
 from perfops_cdk.effects.state_file import DEFAULT_STATE_FILE
-from perfops_cdk.errors import InvalidField
+from perfops_cdk.errors import InvalidField, PerfOpsError
 from perfops_cdk.props.fields import using
 from perfops_cdk.props.network import SecurityGroup
 from perfops_cdk.props.regions import check_region, provider_alias
@@ -64,10 +64,22 @@ def resolve_uuid(explicit: str | None, project_dir: Path) -> str:
         return check_uuid(from_env, UUID_ENV)
     path = project_dir / UUID_FILE
     if path.exists():
-        return check_uuid(path.read_text().strip(), str(path))
+        try:
+            return check_uuid(path.read_text().strip(), str(path))
+        except OSError as error:
+            raise PerfOpsError(
+                f"{path}: cannot read the deployer uuid ({error.strerror}); it must be a file "
+                "holding one id such as 'k3j9x0a2qz', or set PERF_UUID"
+            ) from None
     alphabet = string.ascii_lowercase + string.digits
     value = "".join(secrets.choice(alphabet) for _ in range(10))
-    path.write_text(value + "\n")
+    try:
+        path.write_text(value + "\n")
+    except OSError as error:
+        raise PerfOpsError(
+            f"{path}: cannot create the deployer uuid file ({error.strerror}); "
+            "set PERF_UUID or pass uuid="
+        ) from None
     return value
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.errors import InvalidField, PerfOpsError
 
 STATE_VERSION = 1
 DEFAULT_STATE_FILE = "state.json"
@@ -62,7 +62,8 @@ class SyncState:
 
 
 def load(path: Path) -> SyncState:
-    """The state at ``path``; an absent file is an empty state."""
+    """The state at ``path``; an absent file is an empty state. A malformed one is one
+    line naming the file, the entry and what it should hold."""
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
@@ -72,17 +73,43 @@ def load(path: Path) -> SyncState:
     if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION:
         raise PerfOpsError(f"{path}: not a perfops image state file of version {STATE_VERSION}")
     try:
-        images = {
-            name: ImageRecord(
-                ami_name=entry["ami_name"],
-                home_region=entry["home_region"],
-                regions={r: RegionImage(**v) for r, v in entry.get("regions", {}).items()},
-            )
-            for name, entry in raw.get("images", {}).items()
-        }
-    except (KeyError, TypeError) as error:
-        raise PerfOpsError(f"{path}: malformed image state ({error})") from None
-    return SyncState(images=images)
+        return SyncState(images=_images(raw.get("images", {})))
+    except InvalidField as error:
+        raise error.at(str(path)) from None
+
+
+_REGION_FIELDS = frozenset(attrs.fields_dict(RegionImage))
+
+
+def _images(raw: Any) -> dict[str, ImageRecord]:
+    if not isinstance(raw, dict):
+        raise InvalidField("images", raw, "must map image names to what the image sync recorded")
+    images = {}
+    for name, entry in raw.items():
+        field = f"images[{name!r}]"
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("ami_name"), str)
+            and isinstance(entry.get("home_region"), str)
+        ):
+            raise InvalidField(field, entry, "must hold ami_name and home_region strings")
+        regions = entry.get("regions", {})
+        if not isinstance(regions, dict):
+            raise InvalidField(f"{field}.regions", regions, "must map regions to their AMIs")
+        for region, item in regions.items():
+            if not (
+                isinstance(item, dict)
+                and set(item) <= _REGION_FIELDS
+                and all(v is None or isinstance(v, str) for v in item.values())
+            ):
+                allowed = f"must hold strings for {', '.join(sorted(_REGION_FIELDS))}"
+                raise InvalidField(f"{field}.regions[{region!r}]", item, allowed)
+        images[name] = ImageRecord(
+            ami_name=entry["ami_name"],
+            home_region=entry["home_region"],
+            regions={r: RegionImage(**v) for r, v in regions.items()},
+        )
+    return images
 
 
 def dump(state: SyncState) -> dict[str, Any]:
