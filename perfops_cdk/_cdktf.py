@@ -10,11 +10,16 @@ against the real provider schema checks what we emit instead.
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+import attrs
+
+from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.jsii_env import NODE_WARNING_ENV
 from perfops_cdk.props.expression import Expression
 
@@ -25,6 +30,7 @@ for _key, _value in NODE_WARNING_ENV.items():
 
 import jsii  # noqa: E402
 from cdktf import (  # noqa: E402
+    Annotations,
     App,
     LocalBackend,
     S3Backend,
@@ -36,6 +42,7 @@ from cdktf import (  # noqa: E402
 from constructs import Construct  # noqa: E402
 
 __all__ = [
+    "Annotation",
     "App",
     "AwsProvider",
     "Construct",
@@ -45,6 +52,8 @@ __all__ = [
     "TerraformOutput",
     "TerraformStack",
     "ref",
+    "synthesize",
+    "warn",
 ]
 
 AWS_PROVIDER_SOURCE = "hashicorp/aws"
@@ -146,3 +155,60 @@ class RawResource(TerraformResource):
 def ref(resource: RawResource, attribute: str) -> str:
     """A Terraform reference to one attribute of a resource, e.g. its ``id``."""
     return str(resource.get_string_attribute(attribute))
+
+
+# Annotation levels as cdktf records them in construct metadata and manifest.json
+# (lib/annotations.js), named as we print them.
+_LEVELS = {"@cdktf/info": "info", "@cdktf/warn": "warning", "@cdktf/error": "error"}
+# Set by the cdktf CLI when it runs the app: synthesis then writes error annotations to
+# the manifest instead of throwing, and the CLI prints every annotation itself.
+CLI_PRINTS_ANNOTATIONS_ENV = "CDKTF_CONTINUE_SYNTH_ON_ERROR_ANNOTATIONS"
+# How cdktf words the failures whose message lists "[construct path] message" lines:
+# error annotations, and construct or app validations (lib/errors.js).
+_LISTED_FAILURES = re.compile(r"Encountered Annotations with level|Validation failed with")
+_LISTED = re.compile(r"^\s*\[([^\]]*)\] (.+)$", re.MULTILINE)
+
+
+@attrs.frozen
+class Annotation:
+    """A message a construct left for whoever synthesizes: info, warning or error."""
+
+    level: str
+    path: str
+    message: str
+
+
+def warn(scope: Construct, message: str) -> None:
+    """A warning on ``scope``, printed at synthesis the way cdktf's own are."""
+    Annotations.of(scope).add_warning(message)
+
+
+def synthesize(app: App) -> list[Annotation]:
+    """``app.synth()``, returning its info and warning annotations.
+
+    An error annotation (or failed validation) is a PerfOpsError naming the construct:
+    cdktf's own exception is a jsii traceback of some forty lines.
+    """
+    try:
+        app.synth()
+    except RuntimeError as error:
+        text = str(error)
+        listed = _LISTED.findall(text) if _LISTED_FAILURES.search(text) else []
+        if not listed:
+            raise
+        (path, message), *others = listed
+        more = f" (and {len(others)} more)" if others else ""
+        raise PerfOpsError(f"{path}: {_one_line(message)}{more}") from None
+    if os.environ.get(CLI_PRINTS_ANNOTATIONS_ENV):
+        return []
+    manifest = json.loads((Path(app.outdir) / "manifest.json").read_text())
+    return [
+        Annotation(_LEVELS[entry["level"]], entry["constructPath"], _one_line(entry["message"]))
+        for stack in manifest.get("stacks", {}).values()
+        for entry in stack.get("annotations", [])
+        if entry.get("level") in _LEVELS
+    ]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())

@@ -263,7 +263,8 @@ from perfops_cdk.app import main
 def define(app: App) -> None:
     stack = PerfOpsStack(app, "perf-ops", uuid={uuid})
     image = {image}
-    Deployment(stack, "steady", image=image, instance_type="t3.micro", {props})
+    deployment = Deployment(stack, "steady", image=image, instance_type="t3.micro", {props})
+    {extra}
 
 
 main(define)
@@ -301,6 +302,14 @@ NIX_BUILT = 'ImageAsset(stack, "node", name="node-v1", container_modules=["k6"])
             "error: {root}/perf-uuid.txt: cannot read the deployer uuid (Is a "
             "directory); it must be a file holding one id such as 'k3j9x0a2qz', or set PERF_UUID",
         ),
+        (
+            {
+                "props": 'regions={"eu-west-1": 1}',
+                "extra": "__import__('cdktf').Annotations.of(deployment).add_error('no capacity')",
+            },
+            {},
+            "error: perf-ops/steady: no capacity",
+        ),
     ],
 )
 def test_broken_input_is_one_line_on_stderr_and_exit_2(
@@ -311,7 +320,7 @@ def test_broken_input_is_one_line_on_stderr_and_exit_2(
     root = tmp_path / "proj"
     root.mkdir()
     (root / "cdktf.json").write_text(json.dumps({"app": "python deployments.py"}))
-    fields = {"uuid": '"cliuuid1"', "image": PREBUILT, **case}
+    fields = {"uuid": '"cliuuid1"', "image": PREBUILT, "extra": "", **case}
     (root / "deployments.py").write_text(textwrap.dedent(BROKEN).format(**fields))
     for name, text in files.items():
         if name.endswith("/"):
@@ -329,3 +338,34 @@ def test_broken_input_is_one_line_on_stderr_and_exit_2(
     )
     assert (result.returncode, result.stderr) == (2, expected.replace("{root}", str(root)) + "\n")
     assert not (root / "cdktf.out").exists()
+
+
+def test_warning_annotations_are_one_line_each_and_synth_succeeds(tmp_path: Path) -> None:
+    """Warnings (perfops' own and a user's cdktf Annotations) are printed as one
+    `warning: <path>: <message>` line each, as `cdktf synth` shows them, and the output
+    is still written."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "cdktf.json").write_text(json.dumps({"app": "python deployments.py"}))
+    fields = {
+        "uuid": '"cliuuid1"',
+        "image": PREBUILT,
+        "props": 'regions={"eu-west-1": 1}, ssh_cidrs=["203.0.113.0/24"]',
+        "extra": "__import__('cdktf').Annotations.of(deployment).add_warning('mind\\nthe gap')",
+    }
+    (root / "deployments.py").write_text(textwrap.dedent(BROKEN).format(**fields))
+    result = subprocess.run(
+        [sys.executable, "-m", "perfops_cdk.cli.main", "synth"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: perf-ops/steady: ssh_cidrs: ['203.0.113.0/24'] admit nothing; add "
+        "'allow-ssh' to security_groups to open SSH to them",
+        "warning: perf-ops/steady: mind the gap",
+    ]
+    assert (root / "cdktf.out/stacks/perf-ops/cdk.tf.json").exists()

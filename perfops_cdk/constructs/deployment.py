@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from perfops_cdk._cdktf import Construct, RawResource, TerraformOutput, ref
+from perfops_cdk._cdktf import Construct, RawResource, TerraformOutput, ref, warn
 from perfops_cdk.constructs.base import located
 from perfops_cdk.constructs.image import ImageAsset
 from perfops_cdk.constructs.stack import MANAGED_BY, PerfOpsStack, check_stack_child
@@ -96,6 +96,8 @@ class Deployment(Construct):
         # (HostContainers records its container count for ``perfops status``).
         self.instance_tags: dict[str, str] = {}
         scope.deployments.append(self)
+        for message in self.props.warnings():
+            warn(self, message)
         for region in self.props.used_regions:
             self._declare_region(region)
 

@@ -155,6 +155,15 @@ class DeploymentProps:
         factory=dict, converter=to_dict, validator=using(check_raw_attributes)
     )
 
+    def warnings(self) -> list[str]:
+        """Declarations that are allowed but probably not what was meant."""
+        if self.ssh_cidrs and "allow-ssh" not in self.security_groups:
+            return [
+                f"ssh_cidrs: {list(self.ssh_cidrs)} admit nothing; add 'allow-ssh' to "
+                "security_groups to open SSH to them"
+            ]
+        return []
+
     @property
     def used_regions(self) -> tuple[str, ...]:
         """Regions with at least one host, sorted."""
