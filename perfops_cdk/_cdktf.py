@@ -10,21 +10,27 @@ against the real provider schema checks what we emit instead.
 from __future__ import annotations
 
 import builtins
+import json
 import os
+import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-# cdktf 0.21 is the last release and its jsii runtime warns about the machine's Node
-# release on every start; the banner would bury our one-line errors.
-NODE_WARNING_ENV = {
-    "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
-    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "18,20",
-}
+import attrs
+
+from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.jsii_env import NODE_WARNING_ENV
+from perfops_cdk.props.expression import Expression
+
+# The jsii runtime (a node process) starts with the imports below and reads these once;
+# importing this module is what starts it, so only synthesis imports it.
 for _key, _value in NODE_WARNING_ENV.items():
     os.environ.setdefault(_key, _value)
 
 import jsii  # noqa: E402
 from cdktf import (  # noqa: E402
+    Annotations,
     App,
     LocalBackend,
     S3Backend,
@@ -38,6 +44,7 @@ from cdktf import (  # noqa: E402
 from constructs import Construct, IConstruct  # noqa: E402
 
 __all__ = [
+    "Annotation",
     "App",
     "AwsProvider",
     "Construct",
@@ -50,9 +57,42 @@ __all__ = [
     "TerraformOutput",
     "TerraformStack",
     "ref",
+    "synthesize",
+    "warn",
 ]
 
 AWS_PROVIDER_SOURCE = "hashicorp/aws"
+
+# cdktf stands in for values it resolves after synthesizeAttributes (references such as
+# ref() returns) with marker strings "${TfToken[TOKEN.12]}" (lib/tokens/private/
+# encoding.js: key chars a-zA-Z0-9:._-). List, map and number tokens hold no "${" or "%{".
+_STRING_TOKEN = re.compile(r"(\$\{TfToken\[[a-zA-Z0-9:._-]+\]\})")
+
+
+def terraform_literal(value: Any) -> Any:
+    """``value`` as Terraform JSON that reads back as written: in every string (map keys
+    too, which Terraform also reads as templates) ``${`` and ``%{`` become ``$${`` and
+    ``%%{``, except in cdktf's tokens and in an Expression, which is emitted as its text."""
+    if isinstance(value, Expression):
+        return value.text
+    if isinstance(value, str):
+        return _literal_text(value)
+    if isinstance(value, Mapping):
+        return {terraform_literal(k): terraform_literal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [terraform_literal(item) for item in value]
+    return value
+
+
+def _literal_text(text: str) -> str:
+    pieces = _STRING_TOKEN.split(text)  # literal, token, literal, token, ..., literal
+    for i in range(0, len(pieces), 2):
+        literal = pieces[i].replace("${", "$${").replace("%{", "%%{")
+        if literal.endswith("$") and i + 1 < len(pieces):
+            # "$" + "${ref}" would read as the escape "$${"; interpolate the dollar instead.
+            literal = literal[:-1] + '${"$"}'
+        pieces[i] = literal
+    return "".join(pieces)
 
 
 class AwsProvider(TerraformProvider):
@@ -79,13 +119,18 @@ class AwsProvider(TerraformProvider):
 
     @jsii.member(jsii_name="synthesizeAttributes")
     def _synthesize_attributes(self) -> Mapping[str, Any]:
+        attributes: Mapping[str, Any] = terraform_literal(self._attributes)
         if self._alias is None:
-            return dict(self._attributes)
-        return {**self._attributes, "alias": self._alias}
+            return dict(attributes)
+        return {**attributes, "alias": self._alias}
 
 
 class RawResource(TerraformResource):
-    """A Terraform resource of any type whose attributes are a plain dict."""
+    """A Terraform resource of any type whose attributes are a plain dict.
+
+    Every string in the attributes reaches Terraform literally (see terraform_literal);
+    pass an Expression, or a reference from ref(), to have Terraform evaluate something.
+    """
 
     def __init__(
         self,
@@ -97,6 +142,7 @@ class RawResource(TerraformResource):
         provider: AwsProvider | None = None,
         count: int | None = None,
         logical_id: str | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
         # A callable is evaluated at synthesis, for attributes that later
         # constructs still add to (e.g. user data parts).
@@ -106,12 +152,16 @@ class RawResource(TerraformResource):
         )
         if logical_id is not None:
             self.override_logical_id(logical_id)
+        # Meta-arguments (for_each, lifecycle) as written: cdktf drops them from the
+        # attributes and would want its own iterator and lifecycle objects instead.
+        for key, value in (meta or {}).items():
+            self.add_override(key, value)
 
     @jsii.member(jsii_name="synthesizeAttributes")
     def _synthesize_attributes(self) -> Mapping[str, Any]:
-        if callable(self._attributes):
-            return self._attributes()
-        return self._attributes
+        attributes = self._attributes() if callable(self._attributes) else self._attributes
+        literal: Mapping[str, Any] = terraform_literal(attributes)
+        return literal
 
 
 class RawDataSource(TerraformDataSource):
@@ -133,7 +183,8 @@ class RawDataSource(TerraformDataSource):
 
     @jsii.member(jsii_name="synthesizeAttributes")
     def _synthesize_attributes(self) -> Mapping[str, Any]:
-        return self._attributes
+        literal: Mapping[str, Any] = terraform_literal(self._attributes)
+        return literal
 
 
 class StackNote(TerraformElement):
@@ -156,3 +207,60 @@ class StackNote(TerraformElement):
 def ref(resource: RawResource | RawDataSource, attribute: str) -> str:
     """A Terraform reference to one attribute of a resource, e.g. its ``id``."""
     return str(resource.get_string_attribute(attribute))
+
+
+# Annotation levels as cdktf records them in construct metadata and manifest.json
+# (lib/annotations.js), named as we print them.
+_LEVELS = {"@cdktf/info": "info", "@cdktf/warn": "warning", "@cdktf/error": "error"}
+# Set by the cdktf CLI when it runs the app: synthesis then writes error annotations to
+# the manifest instead of throwing, and the CLI prints every annotation itself.
+CLI_PRINTS_ANNOTATIONS_ENV = "CDKTF_CONTINUE_SYNTH_ON_ERROR_ANNOTATIONS"
+# How cdktf words the failures whose message lists "[construct path] message" lines:
+# error annotations, and construct or app validations (lib/errors.js).
+_LISTED_FAILURES = re.compile(r"Encountered Annotations with level|Validation failed with")
+_LISTED = re.compile(r"^\s*\[([^\]]*)\] (.+)$", re.MULTILINE)
+
+
+@attrs.frozen
+class Annotation:
+    """A message a construct left for whoever synthesizes: info, warning or error."""
+
+    level: str
+    path: str
+    message: str
+
+
+def warn(scope: Construct, message: str) -> None:
+    """A warning on ``scope``, printed at synthesis the way cdktf's own are."""
+    Annotations.of(scope).add_warning(message)
+
+
+def synthesize(app: App) -> list[Annotation]:
+    """``app.synth()``, returning its info and warning annotations.
+
+    An error annotation (or failed validation) is a PerfOpsError naming the construct:
+    cdktf's own exception is a jsii traceback of some forty lines.
+    """
+    try:
+        app.synth()
+    except RuntimeError as error:
+        text = str(error)
+        listed = _LISTED.findall(text) if _LISTED_FAILURES.search(text) else []
+        if not listed:
+            raise
+        (path, message), *others = listed
+        more = f" (and {len(others)} more)" if others else ""
+        raise PerfOpsError(f"{path}: {_one_line(message)}{more}") from None
+    if os.environ.get(CLI_PRINTS_ANNOTATIONS_ENV):
+        return []
+    manifest = json.loads((Path(app.outdir) / "manifest.json").read_text())
+    return [
+        Annotation(_LEVELS[entry["level"]], entry["constructPath"], _one_line(entry["message"]))
+        for stack in manifest.get("stacks", {}).values()
+        for entry in stack.get("annotations", [])
+        if entry.get("level") in _LEVELS
+    ]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())

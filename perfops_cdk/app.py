@@ -17,19 +17,21 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from perfops_cdk._cdktf import App
-from perfops_cdk.constructs.image import ImageAsset
-from perfops_cdk.constructs.stack import COLLECT_IMAGES_CONTEXT, PerfOpsStack
 from perfops_cdk.errors import PerfOpsError
+
+if TYPE_CHECKING:
+    # Imported where an app is built: cdktf starts its jsii runtime on import, and the
+    # CLI reads ImageRequirement and the constants here without synthesizing anything.
+    from perfops_cdk._cdktf import Annotation, App
 
 DEFAULT_OUTDIR = "cdktf.out"
 OUTDIR_ENV = "CDKTF_OUTDIR"  # set by the cdktf CLI when it runs the app
 
-Define = Callable[[App], object]
+Define = Callable[["App"], object]
 
 
 @attrs.frozen
@@ -65,8 +67,24 @@ class ImageRequirement:
         )
 
 
-def synth(define: Define, outdir: str | Path | None = None) -> Path:
-    """Declare the app with ``define`` and synthesize it into ``outdir`` atomically."""
+def print_annotation(annotation: Annotation) -> None:
+    """One line on stderr, e.g. ``warning: perf-ops/steady: ...``."""
+    print(f"{annotation.level}: {annotation.path}: {annotation.message}", file=sys.stderr)
+
+
+def synth(
+    define: Define,
+    outdir: str | Path | None = None,
+    *,
+    on_annotation: Callable[[Annotation], object] = print_annotation,
+) -> Path:
+    """Declare the app with ``define`` and synthesize it into ``outdir`` atomically.
+
+    Warning and info annotations go to ``on_annotation`` (default: one line each on
+    stderr); an error annotation fails synthesis with a one-line PerfOpsError.
+    """
+    from perfops_cdk._cdktf import App, synthesize
+
     target = Path(outdir or os.environ.get(OUTDIR_ENV) or DEFAULT_OUTDIR).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -74,10 +92,12 @@ def synth(define: Define, outdir: str | Path | None = None) -> Path:
     try:
         app = App(outdir=str(staging))
         define(app)
-        app.synth()
+        annotations = synthesize(app)
         _replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    for annotation in annotations:
+        on_annotation(annotation)
     return target
 
 
@@ -103,6 +123,10 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 def image_requirements(define: Define) -> list[ImageRequirement]:
     """Every declared image with the regions its deployments use; nothing is written."""
+    from perfops_cdk._cdktf import App
+    from perfops_cdk.constructs.image import ImageAsset
+    from perfops_cdk.constructs.stack import COLLECT_IMAGES_CONTEXT, PerfOpsStack
+
     with tempfile.TemporaryDirectory(prefix="perfops-collect-") as scratch:
         app = App(outdir=scratch, context={COLLECT_IMAGES_CONTEXT: True})
         define(app)

@@ -12,9 +12,9 @@ from typing import Any
 
 import attrs
 
-from perfops_cdk._cdktf import NODE_WARNING_ENV
 from perfops_cdk.app import DEFAULT_OUTDIR, OUTDIR_ENV
 from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.jsii_env import NODE_WARNING_ENV
 
 CONFIG_FILE = "cdktf.json"
 # Directories tools write to, never sources of the app (hidden ones are skipped too).

@@ -207,3 +207,167 @@ def test_cdktf_cli_synth_runs_the_app(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     stack = json.loads((root / "cdktf.out/stacks/perf-ops-eu-west-1/cdk.tf.json").read_text())
     assert stack["resource"]["aws_ec2_fleet"]["steady_hosts"]["for_each"]["0"]["hosts"] == 2
+
+
+def test_ctrl_c_on_local_aws_stops_without_a_traceback() -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) stops
+    `perfops local-aws` with exit 0 and nothing but its own line on stderr."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "perfops_cdk.cli.main", "local-aws"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stderr is not None
+    try:
+        ready = process.stderr.readline()  # printed once the emulator serves
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        _, rest = process.communicate(timeout=30)
+    assert ready.endswith("Ctrl-C stops it.\n")
+    assert process.returncode == 0
+    assert rest == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["doctor"],
+        ["status", "--no-synth"],
+        ["images", "--help"],
+        ["local-aws", "--help"],
+    ],
+)
+def test_commands_that_do_not_synthesize_never_load_cdktf(
+    in_project: Path, argv: list[str]
+) -> None:
+    """Only synthesis starts the jsii runtime (cdktf's node process); other commands never
+    import it, so they start fast and Ctrl-C cannot break its pipe."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "perfops_cdk.cli.main", *argv],
+        cwd=in_project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert imported, result.stderr
+    assert not {m for m in imported if m.split(".")[0] in ("jsii", "cdktf", "constructs")}
+
+
+BROKEN = """
+from perfops_cdk import App, Deployment, ImageAsset, PerfOpsStack
+from perfops_cdk.app import main
+
+
+def define(app: App) -> None:
+    stack = PerfOpsStack(app, "perf-ops", uuid={uuid})
+    image = {image}
+    deployment = Deployment(stack, "steady", image=image, instance_type="t3.micro", {props})
+    {extra}
+
+
+main(define)
+"""
+PREBUILT = (
+    'ImageAsset.from_ami_ids(stack, "node", name="node-v1", ami_ids={"eu-west-1": "ami-0123abcd"})'
+)
+NIX_BUILT = 'ImageAsset(stack, "node", name="node-v1", container_modules=["k6"])'
+
+
+@pytest.mark.parametrize(
+    ("case", "files", "expected"),
+    [
+        (
+            {"props": 'regions=["eu-west-1"]'},
+            {},
+            "error: perf-ops/steady: regions: ['eu-west-1'] is not allowed; must map at least one "
+            "region to a host count",
+        ),
+        (
+            {"props": 'regions={"eu-west-1": 1}, tags=["a"]'},
+            {},
+            "error: perf-ops/steady: tags: ['a'] is not allowed; must map tag keys to string "
+            "values",
+        ),
+        (
+            {"image": NIX_BUILT, "props": 'regions={"eu-west-1": 1}'},
+            {"state.json": '{"version": 1, "images": []}'},
+            "error: {root}/state.json: 'images' must be an object, not list; run: perfops "
+            "images list --rebuild-state",
+        ),
+        (
+            {"uuid": "None", "props": 'regions={"eu-west-1": 1}'},
+            {"perf-uuid.txt/": ""},
+            "error: {root}/perf-uuid.txt: cannot read the deployer uuid (Is a "
+            "directory); it must be a file holding one id such as 'k3j9x0a2qz', or set PERF_UUID",
+        ),
+        (
+            {
+                "props": 'regions={"eu-west-1": 1}',
+                "extra": "__import__('cdktf').Annotations.of(deployment).add_error('no capacity')",
+            },
+            {},
+            "error: perf-ops/steady: no capacity",
+        ),
+    ],
+)
+def test_broken_input_is_one_line_on_stderr_and_exit_2(
+    tmp_path: Path, case: dict[str, str], files: dict[str, str], expected: str
+) -> None:
+    """`perfops synth` of a broken declaration or project file prints one error line,
+    exits 2, shows no traceback and writes no cdktf.out."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "cdktf.json").write_text(json.dumps({"app": "python deployments.py"}))
+    fields = {"uuid": '"cliuuid1"', "image": PREBUILT, "extra": "", **case}
+    (root / "deployments.py").write_text(textwrap.dedent(BROKEN).format(**fields))
+    for name, text in files.items():
+        if name.endswith("/"):
+            (root / name).mkdir()
+        else:
+            (root / name).write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "PERF_UUID"}
+    result = subprocess.run(
+        [sys.executable, "-m", "perfops_cdk.cli.main", "synth"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**env, "PYTHONPATH": str(REPO)},
+    )
+    assert (result.returncode, result.stderr) == (2, expected.replace("{root}", str(root)) + "\n")
+    assert not (root / "cdktf.out").exists()
+
+
+def test_warning_annotations_are_one_line_each_and_synth_succeeds(tmp_path: Path) -> None:
+    """Warnings (perfops' own and a user's cdktf Annotations) are printed as one
+    `warning: <path>: <message>` line each, as `cdktf synth` shows them, and the output
+    is still written."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "cdktf.json").write_text(json.dumps({"app": "python deployments.py"}))
+    fields = {
+        "uuid": '"cliuuid1"',
+        "image": PREBUILT,
+        "props": 'regions={"eu-west-1": 1}, ssh_cidrs=["203.0.113.0/24"]',
+        "extra": "__import__('cdktf').Annotations.of(deployment).add_warning('mind\\nthe gap')",
+    }
+    (root / "deployments.py").write_text(textwrap.dedent(BROKEN).format(**fields))
+    result = subprocess.run(
+        [sys.executable, "-m", "perfops_cdk.cli.main", "synth"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: perf-ops/steady: ssh_cidrs: ['203.0.113.0/24'] admit nothing; add "
+        "'allow-ssh' to security_groups to open SSH to them",
+        "warning: perf-ops/steady: mind the gap",
+    ]
+    assert (root / "cdktf.out/stacks/perf-ops/cdk.tf.json").exists()

@@ -319,6 +319,11 @@ def test_rejects_a_deployment_part_named_like_host_containers_parts(tmp_path: Pa
     assert deployment.node.try_find_child("clients") is None
 
 
+def test_rejects_nvme_raid0_that_is_not_a_bool(deployment: Deployment) -> None:
+    """A truthy string is not taken for True: the flag must be True or False."""
+    rejects(deployment, [service()], "nvme_raid0", "yes", nvme_raid0="yes")
+
+
 def test_rejects_empty_services(deployment: Deployment) -> None:
     """HostContainers without a service is a mistake."""
     rejects(deployment, [], "services", [])

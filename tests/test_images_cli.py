@@ -17,8 +17,10 @@ from typer.testing import CliRunner
 
 from perfops_cdk.cli.main import app
 from perfops_cdk.effects import aws, state_file
+from perfops_cdk.effects.aws import endpoint_url
 from perfops_cdk.effects.emulator import Emulator
 from perfops_cdk.effects.import_snapshot import ensure_bucket
+from perfops_cdk.effects.ledger import state_dir_for
 from perfops_cdk.planners.ami_sync import Selection, images_bucket_tags
 from perfops_cdk.publishing import sync as sync_module
 from perfops_cdk.publishing.sync import SyncOptions, sync_images
@@ -52,6 +54,13 @@ def define(app):
 if __name__ == "__main__":
     main(define)
 """
+
+
+def state_path(project: Path) -> Path:
+    """Where the image state of ``project`` lives for the emulator the test runs."""
+    folder = state_dir_for(project, endpoint_url())
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "state.json"
 
 
 @pytest.fixture
@@ -88,7 +97,7 @@ def test_images_sync_publishes_used_images_and_list_shows_them(project: Path) ->
     result = invoke("sync")
     assert result.exit_code == 0, result.output
     assert "cliimg: cliimg-" in result.output and "available in 2 region(s)" in result.output
-    recorded = state_file.load(project / "state.json")
+    recorded = state_file.load(state_path(project))
     assert set(recorded.images) == {"cliimg"}
     assert set(recorded.ami_ids("cliimg")) == {"eu-west-1", "us-east-1"}
     listing = invoke("list", "--regions", USED)
@@ -104,11 +113,12 @@ def test_deployments_sync_amis_dry_run_then_sync_and_synth(project: Path) -> Non
     assert dry.returncode == 0, dry.stderr
     assert "eu-west-1: upload snapshot, register AMI" in dry.stdout
     assert "us-east-1: copy from eu-west-1" in dry.stdout
-    assert not (project / "state.json").exists() and not (project / "cdktf.out").exists()
+    assert not state_path(project).exists() and not (project / "cdktf.out").exists()
     done = subprocess.run(run, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    synthesized = (project / "cdktf.out" / "stacks" / "perf-ops" / "cdk.tf.json").read_text()
-    for ami in state_file.load(project / "state.json").ami_ids("cliimg").values():
+    stacks = project / "cdktf.out" / "stacks"
+    synthesized = "".join(p.read_text() for p in stacks.glob("perf-ops-*/cdk.tf.json"))
+    for ami in state_file.load(state_path(project)).ami_ids("cliimg").values():
         assert ami in synthesized
 
 
@@ -161,7 +171,7 @@ def test_bad_sync_input_exits_2_with_one_line(project: Path, args: list[str], me
     assert result.exit_code == 2
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
-    assert not (project / "state.json").exists()
+    assert not state_path(project).exists()
 
 
 def _other_uuids_image(project: Path) -> None:
@@ -195,7 +205,7 @@ def test_delete_removes_only_this_uuids_images_and_purge_removes_all(project: Pa
     done = invoke("delete", "--regions", USED, "--yes")
     assert done.exit_code == 0, done.output
     assert uuids(HOME) == uuids("us-east-1") == {"otheruuid1"}
-    assert state_file.load(project / "state.json").images == {}
+    assert state_file.load(state_path(project)).images == {}
     snapshots = aws.client("ec2", HOME).describe_snapshots(
         OwnerIds=["self"], Filters=[{"Name": "tag:perf-ops", "Values": [UUID]}]
     )["Snapshots"]
@@ -212,7 +222,7 @@ def test_delete_removes_only_this_uuids_images_and_purge_removes_all(project: Pa
 def test_delete_refuses_while_a_sync_holds_the_state_lock(project: Path) -> None:
     """A destructive command during a sync refuses with one line and removes nothing."""
     assert invoke("sync").exit_code == 0
-    with state_file.locked(project / "state.json"):
+    with state_file.locked(state_path(project)):
         result = invoke("delete", "--regions", USED, "--yes")
     assert result.exit_code == 2 and "an image sync is running" in result.output
     assert uuids(HOME) == {UUID}
@@ -282,11 +292,11 @@ def test_purge_s3_refuses_a_bucket_this_sync_did_not_create_unless_forced(
 def test_lost_state_file_is_rebuilt_from_ami_tags(project: Path) -> None:
     """`images list --rebuild-state` writes back the AMIs a lost state.json recorded."""
     assert invoke("sync").exit_code == 0
-    before = state_file.load(project / "state.json").ami_ids("cliimg")
-    (project / "state.json").unlink()
+    before = state_file.load(state_path(project)).ami_ids("cliimg")
+    state_path(project).unlink()
     result = invoke("list", "--regions", USED, "--rebuild-state")
     assert result.exit_code == 0, result.output
-    assert state_file.load(project / "state.json").ami_ids("cliimg") == before
+    assert state_file.load(state_path(project)).ami_ids("cliimg") == before
 
 
 SYNC_TAGS = {
@@ -372,11 +382,11 @@ def test_rebuild_state_rewrites_an_unreadable_state_file_and_keeps_a_copy(
 ) -> None:
     """`list --rebuild-state` works from a corrupt state.json and keeps its bytes beside it."""
     amis = _published_by_a_sync()
-    (project / "state.json").write_text(text)
+    state_path(project).write_text(text)
     result = invoke("list", "--regions", USED, "--rebuild-state")
     assert result.exit_code == 0, result.output
-    assert state_file.load(project / "state.json").ami_ids("cliimg") == amis
-    [kept] = project.glob("state.json.corrupt-*")
+    assert state_file.load(state_path(project)).ami_ids("cliimg") == amis
+    [kept] = state_path(project).parent.glob("state.json.corrupt-*")
     assert kept.read_text() == text
     assert f"kept the unreadable state as {kept}\n" in result.output
 
@@ -394,7 +404,7 @@ def test_commands_reading_an_unreadable_state_say_one_line_and_exit_2(
 ) -> None:
     """sync, delete and synth name the file and the way out in one line; nothing changes."""
     amis = _published_by_a_sync()
-    path = project / "state.json"
+    path = state_path(project)
     path.write_text(text)
     if command == "deployments.py":
         done = _deployments_py()

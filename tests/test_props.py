@@ -12,13 +12,16 @@ from stackkit import make_stack
 from perfops_cdk import (
     App,
     Deployment,
+    Expression,
     ImageAsset,
     InvalidField,
+    LocalState,
     MissingAmi,
     PerfOpsError,
     PerfOpsStack,
     RootVolume,
     Rule,
+    S3State,
     SecurityGroup,
     Spot,
     UserDataPart,
@@ -28,6 +31,11 @@ GOOD: dict[str, Any] = {
     "instance_type": "r5d.2xlarge",
     "regions": {"eu-west-1": 1, "us-east-1": 2},
 }
+
+
+def wrong(value: Any) -> Any:
+    """A value of the wrong type, passed as a user without a type checker would."""
+    return value
 
 
 def declare(project: Path, **overrides: Any) -> Deployment:
@@ -75,6 +83,66 @@ def error_of(project: Path, **overrides: Any) -> str:
         ({"root_volume": RootVolume(size_gib=8)}, None),
         ({"raw_attributes": {"ami": "ami-1"}}, r"raw_attributes: 'ami' .*root_volume, spot"),
         ({"user_data": [UserDataPart(name="a", script="x" * 17000)]}, r"user_data: '17.* bytes'"),
+        # Wrong types: the value and the expected shape, never a TypeError traceback.
+        ({"regions": ["eu-west-1"]}, r"perf-ops/d1: regions: \['eu-west-1'\] .*must map"),
+        ({"regions": 5}, r"regions: 5 .*must map at least one region"),
+        ({"tags": ["a"]}, r"perf-ops/d1: tags: \['a'\] .*must map tag keys to string values"),
+        ({"tags": {"team": 5}}, r"tags\['team'\]: 5 .*must be a string"),
+        ({"tags": {5: "v"}}, r"tags key: 5 .*1 to 128"),
+        ({"tags": {"team": "a\nb"}}, r"tags\['team'\]: 'a\\nb' .*control characters"),
+        ({"tags": {"te\tam": "v"}}, r"tags key: 'te\\tam' .*control characters"),
+        ({"tags": {"%{ if x }": "v"}}, r"tags key: '%\{ if x \}' .*provider drops keys"),
+        ({"tags": {"#": "v"}}, r"tags key: '#' .*provider drops keys starting with '%'"),
+        ({"key_name": 5}, r"perf-ops/d1: key_name: 5 .*1 to 255 ASCII"),
+        ({"key_name": ""}, r"key_name: '' .*1 to 255 ASCII"),
+        ({"key_name": "ops\n"}, r"key_name: 'ops\\n' .*1 to 255 ASCII"),
+        ({"security_groups": 5}, r"security_groups: 5 .*must be a list"),
+        ({"security_groups": None}, r"security_groups: None .*must be a list"),
+        ({"ssh_cidrs": 22}, r"ssh_cidrs: 22 .*must be a list"),
+        ({"user_data": 5}, r"user_data: 5 .*must be a list"),
+        ({"root_volume": 30}, r"root_volume: 30 .*must be a RootVolume"),
+        ({"spot": True}, r"spot: True .*must be a Spot"),
+        ({"raw_attributes": ["ebs_optimized"]}, r"raw_attributes: \['ebs_optimized'\] .*must map"),
+        # raw_attributes cannot weaken encryption, IMDSv2, network exposure or user data
+        (
+            {"raw_attributes": {"ebs_block_device": [{"device_name": "/dev/sdb"}]}},
+            r"raw_attributes: 'ebs_block_device' .*volumes are always encrypted; use root_volume",
+        ),
+        (
+            {"raw_attributes": {"credit_specification": {"encrypted": False}}},
+            r"raw_attributes: 'credit_specification.encrypted' .*always encrypted",
+        ),
+        (
+            {"raw_attributes": {"network_interface": [{"device_index": 0}]}},
+            r"raw_attributes: 'network_interface' .*use security_groups and ssh_cidrs",
+        ),
+        (
+            {"raw_attributes": {"associate_public_ip_address": True}},
+            r"raw_attributes: 'associate_public_ip_address' .*network exposure",
+        ),
+        (
+            {
+                "raw_attributes": {
+                    "capacity_reservation_specification": [{"http_tokens": "optional"}]
+                }
+            },
+            r"'capacity_reservation_specification\[0\].http_tokens' .*IMDSv2 is always required",
+        ),
+        (
+            {"raw_attributes": {"user_data_base64": "ZWNobw=="}},
+            r"raw_attributes: 'user_data_base64' .*use user_data parts",
+        ),
+        (
+            {"raw_attributes": {"provisioner": [{"local-exec": {"command": "sh"}}]}},
+            r"raw_attributes: 'provisioner' .*Terraform meta-argument",
+        ),
+        ({"raw_attributes": {"volume_tags": {"a": "b"}}}, r"'volume_tags' .*set by Deployment"),
+        ({"raw_attributes": {5: "x"}}, r"raw_attributes key: 5 .*argument names are strings"),
+        (
+            {"raw_attributes": {"ebs_optimized": {True}}},
+            r"raw_attributes\['ebs_optimized'\]: \{True\} .*strings, numbers, booleans",
+        ),
+        ({"instance_type": "t3.micro\n"}, r"instance_type: 't3.micro\\n' is not allowed"),
     ],
 )
 def test_bad_deployment_input_is_one_located_line(
@@ -107,6 +175,28 @@ def test_bad_deployment_input_is_one_located_line(
             r"ingress: '61 rules' .*at most 60",
         ),
         (lambda: UserDataPart(name="Bad_Name", script=""), r"name: 'Bad_Name'"),
+        (lambda: UserDataPart(name="a", script=wrong(5)), r"script: 5 .*must be a string"),
+        (lambda: RootVolume(volume_type=wrong(["gp3"])), r"volume_type: \['gp3'\] .*gp2, gp3"),
+        (lambda: Rule(from_port=22, cidrs=5), r"cidrs: 5 .*must be a list"),
+        (lambda: Rule(from_port=22, cidrs=["10.0.0.0/8"], description=wrong(5)), r"description: 5"),
+        (
+            lambda: Rule(from_port=22, cidrs=["10.0.0.0/8"], description="a%b"),
+            r"description: 'a%b' .*a-z, A-Z, 0-9, spaces",
+        ),
+        (lambda: SecurityGroup(name="g", description="x" * 256), r"description: 'x{256}' .*255"),
+        (lambda: SecurityGroup(name="g", description="caf\u00e9"), r"description: 'caf\u00e9'"),
+        (lambda: SecurityGroup(name="g", ingress=5), r"ingress: 5 .*must be a list"),
+        (lambda: SecurityGroup(name="web\n"), r"name: 'web\\n' .*lowercase letters"),
+        (
+            lambda: S3State(bucket=wrong(5), key="k", region="eu-west-1"),
+            r"bucket: 5 .*S3 bucket name",
+        ),
+        (
+            lambda: S3State(bucket="Team_State", key="k", region="eu-west-1"),
+            r"bucket: 'Team_State'",
+        ),
+        (lambda: S3State(bucket="team-state", key="", region="eu-west-1"), r"key: '' .*1 to 1024"),
+        (lambda: LocalState(path=wrong(5)), r"path: 5 .*must be a file path"),
     ],
 )
 def test_bad_props_values_are_rejected(build: Any, expected: str) -> None:
@@ -240,3 +330,49 @@ def test_rejects_host_module_that_is_not_a_nix_file(tmp_path: Path) -> None:
     stack, _ = make_stack(tmp_path)
     with pytest.raises(InvalidField, match=r"perf-ops/h: host_modules: 'ssh' .*module file"):
         ImageAsset(stack, "h", name="h-v1", container_modules=["k6"], host_modules=["ssh"])
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"backend": "s3"}, r"^perf-ops: backend: 's3' .*S3State\(...\) or LocalState\(...\)"),
+        ({"project_dir": 5}, r"^perf-ops: project_dir: 5 .*directory path"),
+        ({"security_groups": 5}, r"^perf-ops: security_groups: 5 .*list of SecurityGroup"),
+    ],
+)
+def test_bad_stack_options_are_one_located_line(
+    tmp_path: Path, options: dict[str, Any], expected: str
+) -> None:
+    """Wrong types given to PerfOpsStack name the stack, the option and the value."""
+    options.setdefault("project_dir", tmp_path)
+    with pytest.raises(InvalidField, match=expected):
+        PerfOpsStack(App(), "perf-ops", uuid="abcd1", **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"args": ["a"]}, r"^perf-ops/img: args: \['a'\] .*must map argument names"),
+        ({"host_modules": 5}, r"^perf-ops/img: host_modules: 5 .*list of NixOS module files"),
+        ({"container_modules": {"k6": 1}}, r"container_modules: \{'k6': 1\} .*must be a list"),
+        ({"name": "img-v1\n"}, r"name: 'img-v1\\n' .*3 to 91 letters"),
+    ],
+)
+def test_bad_image_options_are_one_located_line(
+    tmp_path: Path, options: dict[str, Any], expected: str
+) -> None:
+    """Wrong types and trailing newlines given to ImageAsset name the image and the option."""
+    stack, _ = make_stack(tmp_path)
+    with pytest.raises(InvalidField, match=expected):
+        ImageAsset(stack, "img", **{"name": "img-v1", "container_modules": ["k6"], **options})
+
+
+def test_raw_attributes_may_set_what_deployment_leaves_open(tmp_path: Path) -> None:
+    """Arguments that do not touch encryption, IMDS, exposure or user data pass through."""
+    raw = {
+        "ebs_optimized": True,
+        "iam_instance_profile": "load-clients",
+        "credit_specification": {"cpu_credits": "unlimited"},
+        "placement_group": Expression("${aws_placement_group.load.id}"),
+    }
+    assert declare(tmp_path, raw_attributes=raw).props.raw_attributes == raw

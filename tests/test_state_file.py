@@ -79,13 +79,3 @@ def test_rebuild_of_a_readable_or_absent_state_keeps_no_copy(tmp_path: Path) -> 
     assert state_file.rebuild(path, REBUILT) is None
     assert state_file.load(path) == REBUILT
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
-
-
-def test_listing_requirements_skips_the_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With the listing variable set (only for `--list-images`), the state is not read at all."""
-    path = tmp_path / "state.json"
-    path.write_text("{not json")
-    monkeypatch.setenv(state_file.SKIP_STATE_ENV, "1")
-    assert state_file.load(path) == state_file.SyncState()

@@ -483,3 +483,49 @@ def test_resynth_keeps_terraform_lock_file_and_working_dir(tmp_path: Path) -> No
     assert (stack_dir / ".terraform.lock.hcl").read_text() == "# lock\n"
     assert (stack_dir / ".terraform").is_dir()
     assert (stack_dir / "cdk.tf.json").exists()
+
+
+def test_error_annotations_fail_synth_as_one_line(tmp_path: Path) -> None:
+    """cdktf error Annotations are a one-line PerfOpsError naming the first construct and
+    how many more there are; nothing is written."""
+    from cdktf import Annotations
+
+    from perfops_cdk import PerfOpsError
+    from perfops_cdk.app import synth
+
+    def define(app: App) -> None:
+        stack = PerfOpsStack(app, "perf-ops", uuid=UUID, project_dir=tmp_path)
+        image = ImageAsset.from_ami_ids(stack, "node", name="node-v1", ami_ids=AMIS)
+        Annotations.of(image).add_error("not\nallowed here")
+        Annotations.of(stack).add_error("nor this")
+
+    with pytest.raises(PerfOpsError) as caught:
+        synth(define, tmp_path / "cdktf.out")
+    assert str(caught.value) in (
+        "perf-ops/node: not allowed here (and 1 more)",
+        "perf-ops: nor this (and 1 more)",
+    )
+    assert not (tmp_path / "cdktf.out").exists()
+
+
+def test_warnings_reach_the_caller_as_data(tmp_path: Path) -> None:
+    """synth() hands warning annotations to its caller (main prints them) after writing."""
+    from perfops_cdk._cdktf import Annotation
+    from perfops_cdk.app import synth
+
+    def define(app: App) -> None:
+        stack = PerfOpsStack(app, "perf-ops", uuid=UUID, project_dir=tmp_path)
+        image = ImageAsset.from_ami_ids(stack, "node", name="node-v1", ami_ids=AMIS)
+        Deployment(
+            stack,
+            "d",
+            image=image,
+            instance_type="t3.micro",
+            regions={"eu-west-1": 1},
+            ssh_cidrs=["10.0.0.0/8"],
+        )
+
+    seen: list[Annotation] = []
+    synth(define, tmp_path / "cdktf.out", on_annotation=seen.append)
+    assert [(a.level, a.path) for a in seen] == [("warning", "perf-ops/d")]
+    assert seen[0].message.startswith("ssh_cidrs: ['10.0.0.0/8'] admit nothing")

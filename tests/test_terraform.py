@@ -191,6 +191,36 @@ def test_destroy_leaves_nothing(applied: tuple[list[Workspace], dict[str, str]])
         assert groups == []
 
 
+def test_template_syntax_in_a_tag_reaches_aws_literally(emulator: Emulator, tmp_path: Path) -> None:
+    """A tag written as Terraform template syntax is stored in EC2 as written (not the
+    file it names), and a second plan is clean: Terraform and AWS agree on the value."""
+    amis = register_amis(("eu-west-1",))
+    tags = {"probe": '${file("/etc/passwd")}', "k${x}": "%{ if true }$${kept}"}
+
+    def define(app: App) -> None:
+        stack = PerfOpsStack(app, "perf-ops", uuid=UUID, project_dir=tmp_path)
+        image = ImageAsset.from_ami_ids(stack, "node", name="node-v1", ami_ids=amis)
+        Deployment(
+            stack,
+            "literal",
+            image=image,
+            instance_type="t3.micro",
+            regions={"eu-west-1": 1},
+            tags=tags,
+        )
+
+    out = synth(define, tmp_path / "cdktf.out")
+    workspace = Workspace(out / "stacks/perf-ops-eu-west-1", tmp_path)
+    workspace.init()
+    workspace.apply()
+    try:
+        [host] = _instances("eu-west-1")
+        assert {t["Key"]: t["Value"] for t in host["Tags"]}.items() >= tags.items()
+        assert workspace.planned_changes() == {}
+    finally:
+        workspace.destroy()
+
+
 def test_shared_s3_state_is_locked_while_a_deployer_applies(
     emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -14,7 +14,6 @@ from rich.table import Table
 
 from perfops_cdk import operations
 from perfops_cdk.cli.images import images_app
-from perfops_cdk.demo import run_demo
 from perfops_cdk.doctor import check_environment
 from perfops_cdk.effects.emulator import Emulator
 from perfops_cdk.effects.terraform import show_plan
@@ -272,6 +271,8 @@ def show_status(result: operations.Status) -> None:
 @app.command()
 def demo() -> None:
     """Run the whole flow against a local AWS emulator: images, deploy, status, destroy."""
+    from perfops_cdk.demo import run_demo  # imports the constructs, hence cdktf
+
     try:
         run_demo(
             Project.find(),
@@ -302,6 +303,10 @@ def local_aws(
     ] = None,
 ) -> None:
     """Run the AWS emulator (moto) on a free loopback port until interrupted."""
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # Blocked before the emulator's threads start (they inherit the mask), so Ctrl-C can
+    # only arrive in sigwait below, however early it comes: never a KeyboardInterrupt.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     emulator = Emulator().start()
     exports = "".join(f"export {k}={v}\n" for k, v in emulator.environment().items())
     if env_file is not None:
@@ -310,7 +315,7 @@ def local_aws(
     sys.stdout.flush()
     errors.print(f"AWS emulator at {emulator.url}; Ctrl-C stops it.")
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
         emulator.stop()
 

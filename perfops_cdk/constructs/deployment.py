@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from perfops_cdk._cdktf import Construct
+from perfops_cdk._cdktf import Construct, warn
 from perfops_cdk.constructs.base import check_new_child, located
 from perfops_cdk.constructs.fleet import RegionFleet
 from perfops_cdk.constructs.image import ImageAsset
@@ -52,8 +52,16 @@ class Deployment(Construct):
     :param user_data: extra first-boot shell parts. Default: none.
     :param tags: extra tags on hosts and their volumes. Default: only perfops' own.
     :param key_name: an EC2 key pair for SSH. Default: none.
-    :param raw_attributes: extra ``aws_launch_template`` arguments passed through as
-        they are (perf-ops' ``customConfig``). Default: none.
+    :param raw_attributes: extra ``aws_launch_template`` arguments (perf-ops'
+        ``customConfig``).
+        Strings in them reach Terraform literally, as every string perfops emits does;
+        ``Expression("${...}")`` is the way to pass Terraform syntax on purpose. They
+        cannot weaken the safe defaults: no key, at any depth, that touches volume
+        encryption (``encrypted``, ``ebs_block_device``, ...), instance metadata
+        (``metadata_options``, ``http_tokens``, ...), network exposure
+        (``associate_public_ip_address``, ``network_interface``, security group keys) or
+        user data, and no Terraform meta-argument (``provisioner``, ``lifecycle``, ...);
+        see ``props/raw_attributes.py``. Default: none.
     """
 
     def __init__(
@@ -119,6 +127,8 @@ class Deployment(Construct):
         # (HostContainers records its container count for ``perfops status``).
         self.instance_tags: dict[str, str] = {}
         self.containers_per_host = 0
+        for message in self.props.warnings():
+            warn(self, message)
         self.fleets = {
             region: RegionFleet(self, stack.region_stack(region))
             for region in self.props.used_regions

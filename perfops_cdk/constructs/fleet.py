@@ -12,9 +12,10 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from perfops_cdk._cdktf import Construct, RawDataSource, RawResource, TerraformOutput, ref
+from perfops_cdk._cdktf import Construct, RawDataSource, RawResource, TerraformOutput
 from perfops_cdk.constructs.region import RegionStack
 from perfops_cdk.planners import batches
+from perfops_cdk.props.expression import Expression
 from perfops_cdk.props.tags import resource_name
 
 if TYPE_CHECKING:
@@ -26,8 +27,14 @@ ON_DEMAND_ALLOCATION = "lowestPrice"  # the provider's spelling of EC2's lowest-
 
 
 def _hash(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _ref(address: str) -> Expression:
+    """A reference inside the region stack, written out rather than asked of cdktf: the
+    logical ids are ours, and every jsii round trip costs synthesis time."""
+    return Expression(f"${{{address}}}")
 
 
 class RegionFleet(Construct):
@@ -46,17 +53,17 @@ class RegionFleet(Construct):
             logical_id=f"{name}_ami",
             attributes={"filter": [{"name": "image-id", "values": [self.ami_id]}]},
         )
-        self.template = RawResource(
+        RawResource(
             self,
             "template",
             resource_type="aws_launch_template",
             logical_id=f"{name}_template",
             attributes=self._template_attributes,
+            # The provider (and EC2 on a real account) reads back fields of a launch
+            # template that differ from what was sent; the name carries a hash of the
+            # whole content, so any real change is a new template, never an update.
+            meta={"lifecycle": {"ignore_changes": ["tag_specifications"]}},
         )
-        # The provider (and EC2 on a real account) reads back fields of a launch
-        # template that differ from what was sent; the name carries a hash of the whole
-        # content, so any real change is a new template, never an in-place update.
-        self.template.add_override("lifecycle", {"ignore_changes": ["tag_specifications"]})
         self.offerings = RawDataSource(
             self,
             "offerings",
@@ -99,12 +106,12 @@ class RegionFleet(Construct):
         )
         return batches.split(self.host_count, capacity.batch_size, on_demand)
 
-    def _security_group(self, group_name: str, group: Any) -> str:
+    def _security_group(self, group_name: str, group: Any) -> Expression:
         deployment = self.deployment
         sg_name = resource_name(
             deployment.stack.uuid, deployment.stack.node.id, self.name, group_name
         )
-        sg = RawResource(
+        RawResource(
             self,
             f"sg-{group_name}",
             resource_type="aws_security_group",
@@ -117,7 +124,7 @@ class RegionFleet(Construct):
                 "tags": deployment.tags_for(sg_name),
             },
         )
-        return ref(sg, "id")
+        return _ref(f"aws_security_group.{self.name}_{group_name}.id")
 
     @property
     def name(self) -> str:
@@ -141,7 +148,7 @@ class RegionFleet(Construct):
             },
             "block_device_mappings": [
                 {
-                    "device_name": "${data.aws_ami." + self.name + "_ami.root_device_name}",
+                    "device_name": _ref(f"data.aws_ami.{self.name}_ami.root_device_name"),
                     "ebs": {
                         "volume_size": props.root_volume.size_gib,
                         "volume_type": props.root_volume.volume_type,
@@ -180,22 +187,24 @@ class RegionFleet(Construct):
         name = self.name
         offerings = f"data.aws_ec2_instance_type_offerings.{name}_offerings"
         override: dict[str, Any] = {
-            "instance_type": "${override.value.type}",
-            "availability_zone": "${override.value.zone}",
+            "instance_type": Expression("${override.value.type}"),
+            "availability_zone": Expression("${override.value.zone}"),
         }
         if capacity.is_spot and capacity.max_price is not None:
             override["max_price"] = capacity.max_price
         planned = {b.key: {"hosts": b.hosts, "on_demand": b.on_demand} for b in self.batches()}
-        spec = RawResource(
+        template = f"aws_launch_template.{name}_template"
+        RawResource(
             self,
             "spec",
             resource_type="terraform_data",
             logical_id=f"{name}_spec",
+            meta={"for_each": planned},
             attributes={
                 "input": {
-                    "template": ref(self.template, "id"),
-                    "hosts": "${each.value.hosts}",
-                    "on_demand": "${each.value.on_demand}",
+                    "template": _ref(f"{template}.id"),
+                    "hosts": Expression("${each.value.hosts}"),
+                    "on_demand": Expression("${each.value.on_demand}"),
                     "capacity": _hash(
                         [
                             capacity.instance_types,
@@ -204,22 +213,21 @@ class RegionFleet(Construct):
                             capacity.allocation,
                         ]
                     ),
-                }
+                },
             },
         )
-        spec.add_override("for_each", planned)
         fleet_attributes: dict[str, Any] = {
             "type": "instant",
             "terminate_instances": True,
             "launch_template_config": [
                 {
                     "launch_template_specification": {
-                        "launch_template_id": ref(self.template, "id"),
-                        "version": ref(self.template, "latest_version"),
+                        "launch_template_id": _ref(f"{template}.id"),
+                        "version": _ref(f"{template}.latest_version"),
                     },
                     "dynamic": {
                         "override": {
-                            "for_each": (
+                            "for_each": Expression(
                                 f"${{{{for i, t in {offerings}.instance_types : "
                                 f'"${{t}}/${{{offerings}.locations[i]}}" => '
                                 f"{{type = t, zone = {offerings}.locations[i]}}}}}}"
@@ -231,9 +239,9 @@ class RegionFleet(Construct):
             ],
             "target_capacity_specification": {
                 "default_target_capacity_type": capacity.market,
-                "total_target_capacity": "${each.value.hosts}",
-                "on_demand_target_capacity": "${each.value.on_demand}",
-                "spot_target_capacity": "${each.value.hosts - each.value.on_demand}",
+                "total_target_capacity": Expression("${each.value.hosts}"),
+                "on_demand_target_capacity": Expression("${each.value.on_demand}"),
+                "spot_target_capacity": Expression("${each.value.hosts - each.value.on_demand}"),
             },
             "on_demand_options": {"allocation_strategy": ON_DEMAND_ALLOCATION},
             "tags": self.deployment.tags_for(
@@ -250,21 +258,20 @@ class RegionFleet(Construct):
                 "allocation_strategy": capacity.allocation,
                 "instance_interruption_behavior": "terminate",
             }
-        fleet = RawResource(
+        RawResource(
             self,
             "hosts",
             resource_type="aws_ec2_fleet",
             logical_id=f"{name}_hosts",
             attributes=fleet_attributes,
-        )
-        fleet.add_override("for_each", planned)
-        # An instant fleet is immutable: any change replaces it (and its hosts). Its
-        # spec (terraform_data) says when; what EC2 reads back never does.
-        fleet.add_override(
-            "lifecycle",
-            {
-                "ignore_changes": "all",
-                "replace_triggered_by": [f"terraform_data.{name}_spec[each.key]"],
+            meta={
+                "for_each": planned,
+                # An instant fleet is immutable: any change replaces it (and its hosts).
+                # Its spec (terraform_data) says when; what EC2 reads back never does.
+                "lifecycle": {
+                    "ignore_changes": "all",
+                    "replace_triggered_by": [f"terraform_data.{name}_spec[each.key]"],
+                },
             },
         )
 

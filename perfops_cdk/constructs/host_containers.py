@@ -56,7 +56,7 @@ class HostContainers(Construct):
         if isinstance(services, ContainerService | str) or not isinstance(services, Sequence):
             raise InvalidField("services", services, "must be a list of ContainerService").at(path)
         self.services = tuple(services)
-        located(path, lambda: self._check(deployment, max_per_host))
+        located(path, lambda: self._check(deployment, nvme_raid0, max_per_host))
         parts: list[UserDataPart] = []
         if nvme_raid0:
             parts.append(located(path, lambda: plan.nvme_raid0_part(raid_mount_point)))
@@ -88,7 +88,9 @@ class HostContainers(Construct):
         """Per service, the containers each host gets (names and addresses)."""
         return plan.layout(self.services)
 
-    def _check(self, deployment: Deployment, max_per_host: int) -> None:
+    def _check(self, deployment: Deployment, nvme_raid0: bool, max_per_host: int) -> None:
+        if not isinstance(nvme_raid0, bool):
+            raise InvalidField("nvme_raid0", nvme_raid0, "must be True or False")
         if isinstance(max_per_host, bool) or not isinstance(max_per_host, int) or max_per_host < 1:
             raise InvalidField("max_per_host", max_per_host, "must be a whole number, 1 or more")
         plan.check_host(self.services, max_per_host)

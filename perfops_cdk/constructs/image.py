@@ -35,7 +35,7 @@ DEFAULT_NIX_FILE = "nix/image.nix"
 
 
 def _check_image_name(value: Any, field: str) -> None:
-    if not (isinstance(value, str) and _IMAGE_NAME.match(value)):
+    if not (isinstance(value, str) and _IMAGE_NAME.fullmatch(value)):
         raise InvalidField(
             field, value, "must be 3 to 91 letters, digits, '.', '_' or '-', starting alnum"
         )
@@ -48,17 +48,21 @@ def _check_ami_ids(value: Any, field: str) -> None:
         raise InvalidField(field, value, "must map at least one region to an AMI id")
     for region, ami in value.items():
         check_region(region, field)
-        if not (isinstance(ami, str) and _AMI_ID.match(ami)):
+        if not (isinstance(ami, str) and _AMI_ID.fullmatch(ami)):
             raise InvalidField(f"{field}[{region!r}]", ami, "must be an AMI id like 'ami-0abc1234'")
 
 
 def _check_folders(value: Any, field: str) -> None:
+    if value is not None and not isinstance(value, tuple):
+        raise InvalidField(field, value, "must be a list of folders under container_modules/")
     for folder in value or ():
-        if not (isinstance(folder, str) and _FOLDER.match(folder)):
+        if not (isinstance(folder, str) and _FOLDER.fullmatch(folder)):
             raise InvalidField(field, folder, "must be a folder name under container_modules/")
 
 
 def _check_host_modules(value: Any, field: str) -> None:
+    if not isinstance(value, tuple):
+        raise InvalidField(field, value, "must be a list of NixOS module files")
     for module in value:
         if not (isinstance(module, str) and module.endswith(".nix") and "," not in module):
             raise InvalidField(
@@ -72,13 +76,15 @@ def _check_nix_file(value: Any, field: str) -> None:
 
 
 def _check_attr(value: Any, field: str) -> None:
-    if value is not None and not (isinstance(value, str) and _ATTR.match(value)):
+    if value is not None and not (isinstance(value, str) and _ATTR.fullmatch(value)):
         raise InvalidField(field, value, "must be a nix attribute path like 'images.k6.image'")
 
 
 def _check_args(value: Any, field: str) -> None:
+    if not isinstance(value, Mapping):
+        raise InvalidField(field, value, "must map argument names to strings")
     for key, arg in value.items():
-        if not (isinstance(key, str) and _ARG.match(key) and isinstance(arg, str)):
+        if not (isinstance(key, str) and _ARG.fullmatch(key) and isinstance(arg, str)):
             raise InvalidField(f"{field}[{key!r}]", arg, "must map argument names to strings")
 
 
@@ -238,10 +244,12 @@ class ImageAsset(Construct):
         While the stack collects image requirements, missing AMIs are recorded instead.
         """
         self.required_regions.update(regions)
+        if self.stack.collecting_images:
+            # Listing requirements never reads state.json: they do not depend on it,
+            # and a corrupt file must not stop `images list --rebuild-state`.
+            return {r: PENDING_AMI for r in regions}
         known = self.ami_ids()
         missing = [r for r in regions if r not in known]
-        if missing and self.stack.collecting_images:
-            return {r: known.get(r, PENDING_AMI) for r in regions}
         if missing:
             if self.is_prebuilt:
                 fix = f"add them to ami_ids of {self.node.path}"

@@ -19,6 +19,7 @@ from perfops_cdk._cdktf import (
 )
 from perfops_cdk.props.fields import using
 from perfops_cdk.props.regions import check_region
+from perfops_cdk.props.validators import check_bucket, check_path, check_state_key
 
 AWS_PROVIDER_VERSION = "5.100.0"
 
@@ -32,8 +33,8 @@ class S3State:
     ``fleet.eu-west-1.tfstate``).
     """
 
-    bucket: str
-    key: str
+    bucket: str = attrs.field(validator=using(check_bucket))
+    key: str = attrs.field(validator=using(check_state_key))
     region: str = attrs.field(validator=using(check_region))
 
 
@@ -44,7 +45,9 @@ class LocalState:
     (under ``.perfops/emulator/`` for the local emulator). A ``path`` names the stack's
     own file; region files go beside it the same way."""
 
-    path: str | None = None
+    path: str | None = attrs.field(
+        default=None, validator=using(lambda v, f: check_path(v, f, "file"))
+    )
 
 
 class Parent(Protocol):

@@ -23,10 +23,10 @@ from perfops_cdk.effects import ledger
 from perfops_cdk.effects.aws import endpoint_url
 from perfops_cdk.effects.ledger import state_dir_for
 from perfops_cdk.effects.state_file import DEFAULT_STATE_FILE
-from perfops_cdk.errors import InvalidField
+from perfops_cdk.errors import InvalidField, PerfOpsError
 from perfops_cdk.props.network import SecurityGroup
 from perfops_cdk.props.regions import check_region, provider_alias
-from perfops_cdk.props.validators import check_uuid
+from perfops_cdk.props.validators import check_path, check_uuid
 
 UUID_ENV = "PERF_UUID"
 PROJECT_DIR_ENV = "PERFOPS_PROJECT_DIR"
@@ -46,10 +46,22 @@ def resolve_uuid(explicit: str | None, project_dir: Path) -> str:
         return check_uuid(from_env, UUID_ENV)
     path = project_dir / UUID_FILE
     if path.exists():
-        return check_uuid(path.read_text().strip(), str(path))
+        try:
+            return check_uuid(path.read_text().strip(), str(path))
+        except OSError as error:
+            raise PerfOpsError(
+                f"{path}: cannot read the deployer uuid ({error.strerror}); it must be a file "
+                "holding one id such as 'k3j9x0a2qz', or set PERF_UUID"
+            ) from None
     alphabet = string.ascii_lowercase + string.digits
     value = "".join(secrets.choice(alphabet) for _ in range(10))
-    path.write_text(value + "\n")
+    try:
+        path.write_text(value + "\n")
+    except OSError as error:
+        raise PerfOpsError(
+            f"{path}: cannot create the deployer uuid file ({error.strerror}); "
+            "set PERF_UUID or pass uuid="
+        ) from None
     return value
 
 
@@ -89,6 +101,10 @@ class PerfOpsStack(TerraformStack):
         security_groups: Sequence[SecurityGroup] = (),
     ) -> None:
         path = check_new_child(scope, id)
+        located(path, lambda: check_path(project_dir, "project_dir", "directory"))
+        if backend is not None and not isinstance(backend, S3State | LocalState):
+            allowed = "must be S3State(...) or LocalState(...)"
+            raise InvalidField("backend", backend, allowed).at(path)
         self.project_dir = Path(
             project_dir or os.environ.get(PROJECT_DIR_ENV) or Path.cwd()
         ).resolve()
@@ -98,10 +114,6 @@ class PerfOpsStack(TerraformStack):
         self.endpoint = endpoint_url()
         self.state_dir = state_dir_for(self.project_dir, self.endpoint)
         self.backend = backend or LocalState()
-        if not isinstance(self.backend, S3State | LocalState):
-            raise InvalidField(
-                "backend", self.backend, "must be S3State(...) or LocalState(...)"
-            ).at(path)
         super().__init__(scope, id)
         self._providers: dict[str, AwsProvider] = {}
         self._region_stacks: dict[str, RegionStack] = {}
@@ -224,6 +236,8 @@ def name_in_stack(stack: PerfOpsStack, scope: Construct, id: str) -> str:
 
 
 def _named_groups(groups: Iterable[SecurityGroup]) -> dict[str, SecurityGroup]:
+    if isinstance(groups, str) or not isinstance(groups, Sequence):
+        raise InvalidField("security_groups", groups, "must be a list of SecurityGroup")
     named: dict[str, SecurityGroup] = {}
     for group in groups:
         if not isinstance(group, SecurityGroup):

@@ -73,16 +73,8 @@ class CorruptState(PerfOpsError):
         super().__init__(f"{path}: {problem}; {REBUILD_HINT}")
 
 
-# Set by perfops only for the app process it asks for image requirements (--list-images):
-# requirements never depend on recorded AMI ids, and an unreadable state.json must not
-# hide them, or `images list --rebuild-state`, the way to repair it, could never run.
-SKIP_STATE_ENV = "_PERFOPS_SKIP_IMAGE_STATE"
-
-
 def load(path: Path) -> SyncState:
     """The state at ``path``; an absent file is an empty state, an unreadable one raises."""
-    if os.environ.get(SKIP_STATE_ENV) == "1":
-        return SyncState()
     return _read(path)
 
 

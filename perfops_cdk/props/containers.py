@@ -36,7 +36,7 @@ Check = Callable[[Any, str], None]
 
 def _matching(pattern: re.Pattern[str], allowed: str) -> Check:
     def check(value: Any, field: str) -> None:
-        if not (isinstance(value, str) and pattern.match(value)):
+        if not (isinstance(value, str) and pattern.fullmatch(value)):
             raise InvalidField(field, value, allowed)
 
     return check
@@ -65,7 +65,7 @@ def _check_environment(value: Any, field: str) -> None:
     if not isinstance(value, dict):
         raise InvalidField(field, value, "must map variable names to strings")
     for key, item in value.items():
-        if not (isinstance(key, str) and _ENV_NAME.match(key)):
+        if not (isinstance(key, str) and _ENV_NAME.fullmatch(key)):
             raise InvalidField(f"{field} key", key, "must be NAME_LIKE_THIS ([A-Z_][A-Z0-9_]*)")
         if not isinstance(item, str) or any(ord(c) < 32 for c in item):
             raise InvalidField(

@@ -10,40 +10,30 @@ import attrs
 
 from perfops_cdk.errors import InvalidField
 from perfops_cdk.props.capacity import Capacity, check_price, price_text
-from perfops_cdk.props.fields import each, int_range, one_of, to_dict, to_tuple, using
+from perfops_cdk.props.fields import (
+    each,
+    instance_of,
+    int_range,
+    is_list,
+    one_of,
+    optional,
+    to_dict,
+    to_tuple,
+    using,
+)
 from perfops_cdk.props.network import SecurityGroup
+from perfops_cdk.props.raw_attributes import check_raw_attributes
 from perfops_cdk.props.regions import check_region
 from perfops_cdk.props.tags import RESERVED_TAGS
-from perfops_cdk.props.validators import check_cidr, check_instance_type, check_tags
+from perfops_cdk.props.validators import (
+    check_cidr,
+    check_instance_type,
+    check_key_name,
+    check_tags,
+)
 
 ROOT_VOLUME_TYPES = frozenset({"gp2", "gp3", "io1", "io2"})
 MAX_HOSTS_PER_REGION = 5000
-# Keys of aws_launch_template we set ourselves; raw_attributes may not replace them.
-MANAGED_ATTRIBUTES = frozenset(
-    {
-        "name",
-        "name_prefix",
-        "image_id",
-        "instance_type",
-        "key_name",
-        "metadata_options",
-        "block_device_mappings",
-        "vpc_security_group_ids",
-        "security_group_names",
-        "network_interfaces",
-        "tags",
-        "tag_specifications",
-        "user_data",
-        "instance_market_options",
-        "instance_initiated_shutdown_behavior",
-        "update_default_version",
-        "provider",
-        "count",
-        "for_each",
-        "lifecycle",
-        "depends_on",
-    }
-)
 _USER_DATA_PART_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -69,8 +59,13 @@ class Spot:
 
 
 def _check_part_name(value: Any, field: str) -> None:
-    if not (isinstance(value, str) and _USER_DATA_PART_NAME.match(value)):
+    if not (isinstance(value, str) and _USER_DATA_PART_NAME.fullmatch(value)):
         raise InvalidField(field, value, "must be 1 to 63 lowercase letters, digits or '-'")
+
+
+def _check_script(value: Any, field: str) -> None:
+    if not isinstance(value, str):
+        raise InvalidField(field, value, "must be a string holding a shell script")
 
 
 @attrs.frozen
@@ -78,7 +73,7 @@ class UserDataPart:
     """A shell snippet run at first boot. Parts run in ``order``, then declaration order."""
 
     name: str = attrs.field(validator=using(_check_part_name))
-    script: str = attrs.field(validator=attrs.validators.instance_of(str))
+    script: str = attrs.field(validator=using(_check_script))
     order: int = attrs.field(default=50, validator=int_range(0, 100))
 
 
@@ -99,6 +94,8 @@ def _check_regions(value: Any, field: str) -> dict[str, int]:
 
 
 def _check_security_groups(value: Any, field: str) -> None:
+    if not isinstance(value, tuple):
+        raise InvalidField(field, value, "must be a list of group names or SecurityGroups")
     seen: set[str] = set()
     for group in value:
         if isinstance(group, SecurityGroup):
@@ -110,21 +107,6 @@ def _check_security_groups(value: Any, field: str) -> None:
         if name in seen:
             raise InvalidField(field, name, "each security group may be listed once")
         seen.add(name)
-
-
-def _check_capacity(value: Any, field: str) -> None:
-    if not isinstance(value, Capacity):
-        raise InvalidField(field, value, "must be Capacity.on_demand(...) or Capacity.spot(...)")
-
-
-def _check_raw(value: Any, field: str) -> None:
-    clash = sorted(MANAGED_ATTRIBUTES.intersection(value))
-    if clash:
-        raise InvalidField(
-            field,
-            clash[0],
-            "is set by Deployment; use its own prop (e.g. root_volume, capacity, user_data)",
-        )
 
 
 @attrs.frozen
@@ -139,27 +121,29 @@ class DeploymentProps:
         default=(), converter=to_tuple, validator=each(check_cidr)
     )
     root_volume: RootVolume = attrs.field(
-        factory=RootVolume, validator=attrs.validators.instance_of(RootVolume)
+        factory=RootVolume, validator=instance_of(RootVolume, "RootVolume(size_gib=30)")
     )
     instance_type: str | None = attrs.field(
-        default=None, validator=attrs.validators.optional(using(check_instance_type))
+        default=None, validator=optional(using(check_instance_type))
     )
     spot: Spot | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Spot))
+        default=None, validator=optional(instance_of(Spot, "Spot(max_price='0.25')"))
     )
     capacity: Capacity | None = attrs.field(
         default=None,
-        validator=attrs.validators.optional(using(_check_capacity)),
+        validator=optional(instance_of(Capacity, "Capacity.on_demand(...) or Capacity.spot(...)")),
     )
-    user_data: tuple[UserDataPart, ...] = attrs.field(default=(), converter=to_tuple)
+    user_data: tuple[UserDataPart, ...] = attrs.field(
+        default=(), converter=to_tuple, validator=is_list
+    )
     tags: dict[str, str] = attrs.field(
         factory=dict,
         converter=to_dict,
         validator=using(lambda v, f: check_tags(v, f, reserved=RESERVED_TAGS)),
     )
-    key_name: str | None = None
+    key_name: str | None = attrs.field(default=None, validator=optional(using(check_key_name)))
     raw_attributes: dict[str, Any] = attrs.field(
-        factory=dict, converter=to_dict, validator=using(_check_raw)
+        factory=dict, converter=to_dict, validator=using(check_raw_attributes)
     )
 
     def __attrs_post_init__(self) -> None:
@@ -181,6 +165,15 @@ class DeploymentProps:
         if self.spot is not None:
             return Capacity.spot(self.instance_type, max_price=self.spot.max_price)
         return Capacity.on_demand(self.instance_type)
+
+    def warnings(self) -> list[str]:
+        """Declarations that are allowed but probably not what was meant."""
+        if self.ssh_cidrs and "allow-ssh" not in self.security_groups:
+            return [
+                f"ssh_cidrs: {list(self.ssh_cidrs)} admit nothing; add 'allow-ssh' to "
+                "security_groups to open SSH to them"
+            ]
+        return []
 
     @property
     def used_regions(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ import attrs
 
 from perfops_cdk.errors import InvalidField
 from perfops_cdk.props.fields import each, int_range, one_of, to_tuple, using
-from perfops_cdk.props.validators import check_cidr, check_name
+from perfops_cdk.props.validators import check_cidr, check_description, check_name
 
 PROTOCOLS = frozenset({"tcp", "udp", "icmp", "all"})
 MAX_RULES_PER_DIRECTION = 60  # AWS default quota per security group
@@ -28,7 +28,7 @@ class Rule:
     cidrs: tuple[str, ...] = attrs.field(converter=to_tuple, validator=each(check_cidr))
     to_port: int | None = attrs.field(default=None)
     protocol: str = attrs.field(default="tcp", validator=one_of(PROTOCOLS))
-    description: str = ""
+    description: str = attrs.field(default="", validator=using(check_description))
 
     def __attrs_post_init__(self) -> None:
         if not self.cidrs:
@@ -59,6 +59,8 @@ class Rule:
 
 
 def _check_rules(_: Any, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
+    if not isinstance(value, tuple):
+        raise InvalidField(attribute.name, value, "must be a list of perfops_cdk.Rule")
     if len(value) > MAX_RULES_PER_DIRECTION:
         raise InvalidField(
             attribute.name,
@@ -78,7 +80,7 @@ class SecurityGroup:
     """
 
     name: str = attrs.field(validator=using(check_name))
-    description: str = ""
+    description: str = attrs.field(default="", validator=using(check_description))
     ingress: tuple[Rule, ...] = attrs.field(default=(), converter=to_tuple, validator=_check_rules)
     egress: tuple[Rule, ...] = attrs.field(default=(), converter=to_tuple, validator=_check_rules)
 
@@ -94,7 +96,7 @@ def allow_ssh(cidrs: tuple[str, ...]) -> SecurityGroup:
     """SSH from the deployment's ``ssh_cidrs`` only."""
     return SecurityGroup(
         name="allow-ssh",
-        description="SSH from the deployment's ssh_cidrs",
+        description="SSH from the deployment ssh_cidrs",
         ingress=(Rule(from_port=22, cidrs=cidrs, description="ssh"),),
     )
 

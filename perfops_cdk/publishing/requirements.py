@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from perfops_cdk.app import ImageRequirement
-from perfops_cdk.effects import state_file
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.project import Project
 
@@ -17,12 +15,12 @@ from perfops_cdk.project import Project
 def project_requirements(project: Project) -> list[ImageRequirement]:
     """Run ``<app> --list-images`` in the project (the app's own error on failure).
 
-    The app does not read ``state.json`` meanwhile: requirements never depend on it.
+    Listing never reads ``state.json`` (requirements do not depend on it), so a corrupt
+    one cannot keep ``images list --rebuild-state`` from repairing it.
     """
     result = subprocess.run(
         [*project.app, "--list-images"],
         cwd=project.root,
-        env={**os.environ, state_file.SKIP_STATE_ENV: "1"},
         capture_output=True,
         text=True,
         check=False,
