@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -46,20 +47,25 @@ def test_every_string_reaches_terraform_literally(tmp_path: Path) -> None:
             raw_attributes={"hibernation": False, "placement_group": "${var.pg}"},
         )
 
-    resources = synth_json(tmp_path, declare)["resource"]
-    host = resources["aws_instance"]["d_euwest1"]
-    group = resources["aws_security_group"]["d_euwest1_web"]
-    assert host["tags"]["probe"] == ESCAPED
-    assert host["tags"]["k$${x}"] == "%%{ if x }$$${already}"
-    assert host["root_block_device"]["tags"]["probe"] == ESCAPED
-    assert host["key_name"] == "$${var.key}"
-    assert host["placement_group"] == "$${var.pg}"
-    assert 'echo "$${HOME}" %%{x}' in host["user_data"]
+    resources = synth_json(tmp_path, declare)["perf-ops-eu-west-1"]["resource"]
+    template = resources["aws_launch_template"]["d_template"]
+    fleet = resources["aws_ec2_fleet"]["d_hosts"]
+    group = resources["aws_security_group"]["d_web"]
+    specs = {s["resource_type"]: s["tags"] for s in template["tag_specifications"]}
+    for tags in (template["tags"], fleet["tags"], specs["instance"], specs["volume"]):
+        assert tags["probe"] == ESCAPED
+        assert tags["k$${x}"] == "%%{ if x }$$${already}"
+    assert template["key_name"] == "$${var.key}"
+    assert template["placement_group"] == "$${var.pg}"
+    # user data is base64: Terraform reads nothing in it, the host gets it as written
+    assert 'echo "${HOME}" %{x}' in base64.b64decode(template["user_data"]).decode()
     assert (group["description"], group["tags"]["probe"]) == ("$${var.group}", ESCAPED)
     assert group["ingress"][0]["description"] == "$${var.rule}"
     # perfops' own expressions still reach Terraform as expressions
-    assert host["tags"]["Name"].endswith("-${count.index}")
-    assert host["vpc_security_group_ids"] == ["${aws_security_group.d_euwest1_web.id}"]
+    assert template["vpc_security_group_ids"] == ["${aws_security_group.d_web.id}"]
+    assert fleet["target_capacity_specification"]["total_target_capacity"] == (
+        "${each.value.hosts}"
+    )
 
 
 def test_expression_in_raw_attributes_is_emitted_as_written(tmp_path: Path) -> None:
@@ -78,9 +84,10 @@ def test_expression_in_raw_attributes_is_emitted_as_written(tmp_path: Path) -> N
             },
         )
 
-    host = synth_json(tmp_path, declare)["resource"]["aws_instance"]["d_euwest1"]
-    assert host["placement_group"] == "${aws_placement_group.pg.id}"
-    assert host["credit_specification"] == {"cpu_credits": "${var.credits}"}
+    stacks = synth_json(tmp_path, declare)
+    template = stacks["perf-ops-eu-west-1"]["resource"]["aws_launch_template"]["d_template"]
+    assert template["placement_group"] == "${aws_placement_group.pg.id}"
+    assert template["credit_specification"] == {"cpu_credits": "${var.credits}"}
 
 
 def test_references_in_raw_resources_still_resolve(tmp_path: Path) -> None:

@@ -76,12 +76,15 @@ def error_of(project: Path, **overrides: Any) -> str:
         ({"ssh_cidrs": ["203.0.113.5/24"]}, r"ssh_cidrs: '203.0.113.5/24' .*'203.0.113.0/24'"),
         ({"ssh_cidrs": ["not-a-cidr"]}, r"ssh_cidrs: 'not-a-cidr' .*CIDR block"),
         ({"ssh_cidrs": ["10.0.0.0/33"]}, r"ssh_cidrs: '10.0.0.0/33' .*CIDR block"),
-        ({"tags": {f"k{i}": "v" for i in range(46)}}, r"tags: '46 tags' .*at most 45 user tags"),
+        ({"tags": {f"k{i}": "v" for i in range(45)}}, r"tags: '45 tags' .*at most 44 user tags"),
         ({"tags": {"k" * 129: "v"}}, r"tags key: 'k{129}' .*1 to 128"),
         ({"tags": {"team": "v" * 257}}, r"tags\['team'\]: 'v{257}' .*at most 256"),
         ({"tags": {"aws:owner": "me"}}, r"tags key: 'aws:owner' .*reserved by AWS"),
         ({"root_volume": RootVolume(size_gib=8)}, None),
-        ({"raw_attributes": {"ami": "ami-1"}}, r"raw_attributes: 'ami' .*root_volume, spot"),
+        (
+            {"raw_attributes": {"image_id": "ami-1"}},
+            r"raw_attributes: 'image_id' .*root_volume, capacity",
+        ),
         ({"user_data": [UserDataPart(name="a", script="x" * 17000)]}, r"user_data: '17.* bytes'"),
         # Wrong types: the value and the expected shape, never a TypeError traceback.
         ({"regions": ["eu-west-1"]}, r"perf-ops/d1: regions: \['eu-west-1'\] .*must map"),
@@ -136,7 +139,10 @@ def error_of(project: Path, **overrides: Any) -> str:
             {"raw_attributes": {"provisioner": [{"local-exec": {"command": "sh"}}]}},
             r"raw_attributes: 'provisioner' .*Terraform meta-argument",
         ),
-        ({"raw_attributes": {"volume_tags": {"a": "b"}}}, r"'volume_tags' .*set by Deployment"),
+        (
+            {"raw_attributes": {"tag_specifications": []}},
+            r"'tag_specifications' .*set by Deployment",
+        ),
         ({"raw_attributes": {5: "x"}}, r"raw_attributes key: 5 .*argument names are strings"),
         (
             {"raw_attributes": {"ebs_optimized": {True}}},

@@ -91,7 +91,7 @@ def check_raw_attributes(value: Any, field: str) -> None:
         raise InvalidField(
             field,
             clash[0],
-            "is set by Deployment; use its own prop (e.g. root_volume, spot, user_data)",
+            "is set by Deployment; use its own prop (e.g. root_volume, capacity, user_data)",
         )
     _check_tree(value, field, "")
 
