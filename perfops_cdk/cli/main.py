@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perfops_cdk import operations
+from perfops_cdk.cli import fleet
 from perfops_cdk.cli.images import images_app
 from perfops_cdk.demo import run_demo
 from perfops_cdk.doctor import check_environment
@@ -24,6 +25,7 @@ app = typer.Typer(no_args_is_help=True, help="Load-test fleets on AWS, declared 
 console = Console()
 errors = Console(stderr=True)
 app.add_typer(images_app, name="images")
+fleet.register(app)
 
 AutoApprove = Annotated[
     bool, typer.Option("--auto-approve", "-y", help="Apply without asking for confirmation.")
