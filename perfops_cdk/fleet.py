@@ -151,6 +151,20 @@ def destinations(
     return reached
 
 
+def login_destination(
+    project: Project, target: str, hosts: Sequence[FleetHost], access: Access
+) -> ssh.Destination:
+    """The one host an interactive login goes to; a target of several is refused."""
+    if len(hosts) > 1:
+        labels = ", ".join(h.label for h in hosts[:5]) + (", ..." if len(hosts) > 5 else "")
+        raise PerfOpsError(
+            f"target {target!r} is {len(hosts)} hosts ({labels}); "
+            "give a command after -- to run on all, or name one host"
+        )
+    [destination] = destinations(project, hosts, access)
+    return destination
+
+
 def run_command(
     project: Project,
     hosts: Sequence[FleetHost],

@@ -5,7 +5,8 @@ them.
 Each stand-in runs ``sshd -D -e -f CONFIG`` with its own host key, the test client
 key as its only authorized key and ``UsePAM no``. Its sessions get ``PATH`` with a
 fake ``perfops-spawn-containers`` first (``SetEnv``), which prints the JSON the test
-gave, and ``PERFOPS_STANDIN=<name>`` plus any extra variables.
+gave, ``HOME`` of its own (so the test machine's dotfiles stay out of each session) and
+``PERFOPS_STANDIN=<name>`` plus any extra variables.
 """
 
 from __future__ import annotations
@@ -79,7 +80,16 @@ class StandIn:
         self.host_key = keygen(self.root / "host_key")
         authorized = self.root / "authorized_keys"
         shutil.copy(client_key.with_name(client_key.name + ".pub"), authorized)
-        self.env = {"PATH": f"{self.bin}:/usr/bin:/bin", "PERFOPS_STANDIN": name, **(env or {})}
+        # A home of its own: the shell of a session reads that home's (empty) dotfiles,
+        # not those of the machine running the tests.
+        home = self.root / "home"
+        home.mkdir(exist_ok=True)
+        self.env = {
+            "PATH": f"{self.bin}:/usr/bin:/bin",
+            "HOME": str(home),
+            "PERFOPS_STANDIN": name,
+            **(env or {}),
+        }
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -284,6 +294,18 @@ def process_children(pid: int) -> list[int]:
         except OSError:
             continue
     return children
+
+
+def ssh_children(pid: int) -> list[int]:
+    """Direct children of ``pid`` that are ssh clients (perfops also has jsii's node)."""
+    found = []
+    for child in process_children(pid):
+        try:
+            if Path(f"/proc/{child}/comm").read_text().strip() == "ssh":
+                found.append(child)
+        except OSError:
+            continue
+    return found
 
 
 def running(pid: int) -> bool:

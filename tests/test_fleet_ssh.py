@@ -4,18 +4,22 @@ loopback, for hosts that live in the emulator (see fleetkit, sshkit)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from fleetkit import PROBE, Fleet, client_key, cloud, fleet_env, hosts_side
+from fleetkit import LABELS, PROBE, Fleet, client_key, cloud, fleet_env, hosts_side
 from sshkit import (
     HAVE_SSH,
     KEY_NAME,
     ec2,
     free_port,
     launch,
+    running,
+    ssh_children,
 )
 from typer.testing import CliRunner
 
@@ -129,6 +133,9 @@ def test_missing_key_is_refused_then_the_agent_is_used(
     sock = fleet_env.home / "agent.sock"
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
     try:
+        deadline = time.monotonic() + 30
+        while not sock.is_socket() and agent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         subprocess.run(
             ["ssh-add", "-q", str(client_key)],
             env={**os.environ, "SSH_AUTH_SOCK": str(sock)},
@@ -202,3 +209,30 @@ def test_ssh_config_lets_plain_ssh_reach_hosts_by_name(fleet_env: Fleet) -> None
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "hello from a\n"
     assert fleet_env.ids["web/eu-west-1/0"] in fleet_env.known_hosts().read_text()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_ssh_of_a_fanout(fleet_env: Fleet) -> None:
+    """Ctrl-C during a fan-out: exit 130, no traceback, and none of its ssh keeps running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "perfops_cdk.cli.main", "ssh", "web", "--", "echo up; sleep 120"],
+        cwd=fleet_env.root,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        started = sorted(process.stdout.readline().strip() for _ in range(3))
+        assert started == [f"{label}: up" for label in LABELS]
+        children = ssh_children(process.pid)
+        assert len(children) == 3
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert not [pid for pid in children if running(pid)]

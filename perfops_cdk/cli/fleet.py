@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from perfops_cdk import fleet
@@ -62,10 +62,15 @@ def _piped() -> bool:
     return not console.is_terminal
 
 
+def _cell(value: object) -> str:
+    """An absent value is '-' (so `read` keeps columns); tabs and newlines are spaces."""
+    if value is None or value == "":
+        return "-"
+    return " ".join(str(value).replace("\t", " ").splitlines())
+
+
 def _tsv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Tab-separated lines; an absent value is '-' so that `read` keeps columns."""
-    lines = ["\t".join(header)]
-    lines += ["\t".join("-" if v is None or v == "" else str(v) for v in row) for row in rows]
+    lines = ["\t".join(header), *("\t".join(_cell(v) for v in row) for row in rows)]
     sys.stdout.write("\n".join(lines) + "\n")
 
 
@@ -123,7 +128,7 @@ def _show_hosts(found: Sequence[FleetHost]) -> None:
             box=None,
             pad_edge=False,
         )
-        for name, justify in (
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
             ("index", "right"),
             ("instance id", "left"),
             ("state", "left"),
@@ -132,8 +137,9 @@ def _show_hosts(found: Sequence[FleetHost]) -> None:
             ("zone", "left"),
             ("launched UTC", "left"),
             ("ctrs", "right"),
-        ):
-            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        )
+        for name, justify in columns:
+            table.add_column(name, justify=justify, no_wrap=True)
         for host in members:
             instance = host.instance
             zone = instance.availability_zone
@@ -180,15 +186,7 @@ def ssh_command(
         project = Project.find()
         chosen = fleet.resolve(project, target, stack=stack)
         if not command:
-            if len(chosen) > 1:
-                labels = ", ".join(h.label for h in chosen[:5])
-                more = ", ..." if len(chosen) > 5 else ""
-                raise PerfOpsError(
-                    f"target {target!r} is {len(chosen)} hosts ({labels}{more}); "
-                    "give a command after -- to run on all, or name one host"
-                )
-            [destination] = fleet.destinations(project, chosen, access)
-            ssh.exec_interactive(destination)
+            ssh.exec_interactive(fleet.login_destination(project, target, chosen, access))
         outcomes = fleet.run_command(
             project, chosen, " ".join(command), access, parallel=parallel, on_line=_writer()
         )

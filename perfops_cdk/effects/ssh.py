@@ -9,8 +9,10 @@ processes on loopback ports. Unset, ssh reads its usual configuration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -146,7 +148,22 @@ def run_all(
     if parallel < 1:
         raise PerfOpsError(f"--parallel: {parallel} is not allowed; must be at least 1")
     ssh_binary()
-    return asyncio.run(_run_all(jobs, parallel, on_line, capture))
+    started: list[asyncio.subprocess.Process] = []
+    try:
+        return asyncio.run(_run_all(jobs, parallel, on_line, capture, started))
+    finally:
+        # A second Ctrl-C stops the loop before the tasks' own clean-up ran: even
+        # then no ssh outlives perfops.
+        for process in started:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGKILL)
+
+
+def _raise_first(results: Sequence[object]) -> None:
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def _run_all(
@@ -154,18 +171,26 @@ async def _run_all(
     parallel: int,
     on_line: LineSink | None,
     capture: bool,
+    started: list[asyncio.subprocess.Process],
 ) -> list[Outcome]:
     gate = asyncio.Semaphore(parallel)
 
     async def one(destination: Destination, command: str) -> Outcome:
         async with gate:
-            return await _run_one(destination, command, on_line, capture)
+            return await _run_one(destination, command, on_line, capture, started)
 
-    return list(await asyncio.gather(*(one(d, c) for d, c in jobs)))
+    # return_exceptions: a cancelled gather ends only once every job has cleaned up.
+    results = await asyncio.gather(*(one(d, c) for d, c in jobs), return_exceptions=True)
+    _raise_first(results)
+    return [r for r in results if isinstance(r, Outcome)]
 
 
 async def _run_one(
-    destination: Destination, command: str, on_line: LineSink | None, capture: bool
+    destination: Destination,
+    command: str,
+    on_line: LineSink | None,
+    capture: bool,
+    started: list[asyncio.subprocess.Process],
 ) -> Outcome:
     argv = command_argv(destination, command)
     # Its own process group: a terminal's Ctrl-C reaches perfops alone, which then
@@ -177,20 +202,25 @@ async def _run_one(
         stderr=asyncio.subprocess.PIPE,
         process_group=0,
     )
+    started.append(process)
     assert process.stdout is not None and process.stderr is not None
     kept = bytearray()
     errors: list[bytes] = []
     try:
-        await asyncio.gather(
+        pumped = await asyncio.gather(
             _pump(process.stdout, destination.label, "stdout", on_line, kept if capture else None),
             _pump(process.stderr, destination.label, "stderr", on_line, None, errors),
+            return_exceptions=True,
         )
         code = await process.wait()
     except asyncio.CancelledError:
+        # Both pumps have ended here (return_exceptions), so reading to the end is
+        # ours: the pipes close while the loop still runs, then the process is reaped.
         if process.returncode is None:
             process.kill()
-        await process.wait()
+        await process.communicate()
         raise
+    _raise_first(pumped)
     last = next((e for e in reversed(errors) if e.strip()), b"")
     return Outcome(
         label=destination.label,
