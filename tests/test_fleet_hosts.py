@@ -18,6 +18,7 @@ from perfops_cdk.cli.main import app
 from perfops_cdk.effects import aws, ec2_hosts
 from perfops_cdk.effects.emulator import Emulator
 from perfops_cdk.errors import EffectError
+from perfops_cdk.planners.clients import ClientRow
 from perfops_cdk.project import Project
 
 runner = CliRunner()
@@ -160,3 +161,20 @@ def test_hosts_table_fits_100_columns_at_a_terminal(
         assert instance["InstanceId"] in text
         assert instance["PublicIpAddress"] in text
     assert "preSyncDeploy1 in eu-west-1 (stack perf-ops)" in text
+
+
+def test_clients_table_keeps_error_lines_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a terminal the counts fit 100 columns and each first error is one whole line."""
+    error = "web/eu-west-1/7: k6: error: builder for /nix/store/x-container.drv failed with exit 1"
+    terminal = Console(width=100, force_terminal=True, record=True, color_system=None)
+    monkeypatch.setattr(fleet_cli, "console", terminal)
+    fleet_cli._show_clients(
+        [
+            ClientRow("perf-ops", "web", "eu-west-1", 40, 10000, 9750, 9700, 3, 1, error),
+            ClientRow("perf-ops", "web", "us-east-1", 40, 10000, 10000, 10000, 0, 0, None),
+        ]
+    )
+    lines = terminal.export_text().splitlines()
+    assert f"  {error}" in lines
+    assert all(len(line) <= 100 for line in lines if error not in line)
+    assert "3 (1 unreachable)" in lines[1]

@@ -333,25 +333,28 @@ def _show_clients(rows: Sequence[ClientRow]) -> None:
     if not rows:
         console.print("no hosts")
         return
+    several_stacks = len({r.stack for r in rows}) > 1
     table = Table(box=None, pad_edge=False)
     for name in ("deployment", "region", "hosts", "declared", "created", "running", "behind"):
         table.add_column(name, justify="left" if name in ("deployment", "region") else "right")
-    table.add_column("first error", overflow="fold")
     for row in rows:
         behind = str(row.behind) + (f" ({row.unreachable} unreachable)" if row.unreachable else "")
         table.add_row(
-            row.deployment
-            if len({r.stack for r in rows}) == 1
-            else f"{row.stack}:{row.deployment}",
+            f"{row.stack}:{row.deployment}" if several_stacks else row.deployment,
             row.region,
             str(row.hosts),
             str(row.declared),
             str(row.created),
             str(row.running),
             behind,
-            row.first_error or "-",
         )
     console.print(table)
+    # Error lines are long; below the table they stay whole instead of folding a column.
+    failing = [r.first_error for r in rows if r.first_error]
+    if failing:
+        console.print("first error per deployment and region (host: error):")
+    for line in failing:
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

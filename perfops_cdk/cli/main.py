@@ -25,7 +25,6 @@ app = typer.Typer(no_args_is_help=True, help="Load-test fleets on AWS, declared 
 console = Console()
 errors = Console(stderr=True)
 app.add_typer(images_app, name="images")
-fleet.register(app)
 
 AutoApprove = Annotated[
     bool, typer.Option("--auto-approve", "-y", help="Apply without asking for confirmation.")
@@ -159,6 +158,8 @@ def local_aws(
     finally:
         emulator.stop()
 
+
+fleet.register(app)
 
 if __name__ == "__main__":
     app()
