@@ -202,7 +202,8 @@ def render(
             f"- Machine: the project's machine kind, **{os.cpu_count()} cores**, Python "
             f"{platform.python_version()}, Debian's OpenSSH",
             "  client and server, moto 5.2.1 in its own process, all on loopback. Other",
-            "  sessions shared the cores; each cell notes the 1-minute load average at its start.",
+            "  sessions shared the cores; each cell notes the 1-minute load average at its start",
+            "  (which still counts the previous cell's own work: 32 handshakes at once raise it).",
             f"- ssh: {SSH_HOSTS} emulated hosts, each routed (`PERFOPS_SSH_CONFIG`) to its own",
             "  `sshd` stand-in; host keys learned in an untimed run first; median of "
             f"{runs}. 'Whole",
