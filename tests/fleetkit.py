@@ -8,7 +8,9 @@ modules never see each other's hosts.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,4 +164,7 @@ def fleet_env(
     )
     env.route()
     yield env
-    assert leftover_ssh(routes) == [], "an ssh started by perfops is still running"
+    left = leftover_ssh(routes)
+    for pid in left:  # stop them before failing, so a failed test leaks nothing
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "an ssh started by perfops was still running"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -306,6 +307,23 @@ def ssh_children(pid: int) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def stop_cli(process: subprocess.Popen[str]) -> None:
+    """End a perfops process a test started, however the test went: Ctrl-C first (so it
+    stops its own ssh), then SIGKILL, then any ssh child it left behind."""
+    if process.poll() is not None:
+        return
+    children = ssh_children(process.pid)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+    for pid in children:
+        if running(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def running(pid: int) -> bool:

@@ -21,6 +21,7 @@ from sshkit import (
     launch,
     running,
     ssh_children,
+    stop_cli,
 )
 from typer.testing import CliRunner
 
@@ -156,8 +157,7 @@ def test_tunnel_forwards_each_host_and_stops_cleanly_on_ctrl_c(fleet_env: Fleet)
         _, stderr = process.communicate(timeout=60)
     finally:
         payload.close()
-        if process.poll() is None:
-            process.kill()
+        stop_cli(process)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert not [pid for pid in children if running(pid)]

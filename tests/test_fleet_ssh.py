@@ -20,6 +20,7 @@ from sshkit import (
     launch,
     running,
     ssh_children,
+    stop_cli,
 )
 from typer.testing import CliRunner
 
@@ -231,8 +232,7 @@ def test_ctrl_c_stops_every_ssh_of_a_fanout(fleet_env: Fleet) -> None:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     finally:
-        if process.poll() is None:
-            process.kill()
+        stop_cli(process)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
     assert not [pid for pid in children if running(pid)]
