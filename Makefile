@@ -37,6 +37,7 @@ node_modules/.installed: package.json package-lock.json
 bench: setup
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/ssh.py
 
 clean:
 	rm -rf cdktf.out .perfops .mypy_cache .ruff_cache .pytest_cache

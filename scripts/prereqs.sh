@@ -27,6 +27,9 @@ apt_install() {
   command -v nix-build >/dev/null 2>&1 || wanted+=(nix-bin)
   command -v shellcheck >/dev/null 2>&1 || wanted+=(shellcheck)
   command -v jq >/dev/null 2>&1 || wanted+=(jq)
+  # sshd stands in for fleet hosts in the ssh tests (it lives in /usr/sbin, often off PATH).
+  command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || wanted+=(openssh-server)
+  command -v ssh >/dev/null 2>&1 || wanted+=(openssh-client)
   [ "${#wanted[@]}" -eq 0 ] && return
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${wanted[*]} with apt-get" >&2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import random
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -28,11 +29,16 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
 
 
 class FaultProxy:
-    """Forwards to ``upstream``; fails each request with probability ``share``."""
+    """Forwards to ``upstream``; fails each request with probability ``share``.
 
-    def __init__(self, upstream: str, *, share: float, seed: int = 7) -> None:
+    ``delay_s`` holds every forwarded request that long first, as a distant region's
+    round trip would (default: none).
+    """
+
+    def __init__(self, upstream: str, *, share: float, seed: int = 7, delay_s: float = 0.0) -> None:
         self.upstream = urlsplit(upstream)
         self.share = share
+        self.delay_s = delay_s
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self.forwarded = 0
@@ -98,6 +104,7 @@ class FaultProxy:
                     fault = THROTTLED if proxy.failed % 2 else UNAVAILABLE
                     self._reply(503, [("Content-Type", "text/xml")], fault)
                     return
+                time.sleep(proxy.delay_s)
                 upstream = http.client.HTTPConnection(
                     proxy.upstream.hostname or "127.0.0.1", proxy.upstream.port, timeout=60
                 )

@@ -4,6 +4,8 @@
 #
 #   perfops-spawn-containers SPEC        validate, render, create what changed
 #   perfops-spawn-containers --check SPEC   validate only
+#   perfops-spawn-containers --status [SPEC]  one JSON document: each service's state,
+#                                             containers created and running, last error
 #   perfops-spawn-containers --apply NAME   (internal) create one rendered service
 #
 # Each service becomes one Nix file and one `extra-container create`, run in
@@ -18,6 +20,9 @@ modules_dir=${PERFOPS_MODULES_DIR:-/etc/perfops/container-modules}
 nix_lib=${PERFOPS_NIX_LIB:-/etc/perfops/lib/containers.nix}
 nixpkgs_path=${PERFOPS_NIXPKGS:-/etc/perfops/nixpkgs}
 max_containers=${PERFOPS_MAX_CONTAINERS:-250}
+# Where extra-container installs container@<name>.service (`extra-container list`).
+units_dir=${PERFOPS_UNITS_DIR:-/etc/systemd-mutable/system}
+default_spec=/etc/perfops/containers.json
 
 prog=perfops-spawn-containers
 
@@ -30,7 +35,11 @@ die() {
 # nothing else runs; `first` keeps later rules from tripping over values of the
 # wrong type that an earlier rule already reported.
 # shellcheck disable=SC2016 # jq variables, not shell ones
-validate_program='
+names_program='
+def names: . as $s | range(0; .containerCount) | "\($s.containerNamePrefix)\(($s.containerNameStartNum + .) | tostring | if length < 3 then ("00" + .)[-3:] else . end)";
+'
+# shellcheck disable=SC2016
+validate_program=$names_program'
 def octet: test("^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$");
 def quad: type == "string" and (split(".") | length == 4 and all(octet));
 def net3: type == "string" and (split(".") | length == 3 and all(octet));
@@ -69,7 +78,6 @@ def svc_errors($i):
                                                    or (.value | explode | any(. < 32)))))
           then "\($w): environment must map NAME_LIKE_THIS keys to single-line strings" else empty end))
     end;
-def names: . as $s | range(0; .containerCount) | "\($s.containerNamePrefix)\(($s.containerNameStartNum + .) | tostring | if length < 3 then ("00" + .)[-3:] else . end)";
 def guests: . as $s | range(0; .containerCount) | "\($s.network).\($s.ipStartAddr + .)";
 def errors:
   if type != "object" then "spec is not a JSON object"
@@ -154,9 +162,102 @@ apply_one() {
   if grep -qx '      autoStart = true;' "$pending"; then
     args+=(--start --restart-changed)
   fi
-  extra-container "${args[@]}"
+  # stderr still goes to the unit's journal; a copy is kept for --status while the
+  # service has not been created since.
+  local log=$state_dir/errors/$name.log code=0
+  mkdir -p "$state_dir/errors"
+  # stdout keeps its way (fd 3); stderr runs through tee. pipefail makes a failed
+  # create the pipeline's status.
+  { extra-container "${args[@]}" 2>&1 1>&3 3>&- | tee "$log.new" >&2; } 3>&1 || code=$?
+  if ((code != 0)); then
+    mv -f "$log.new" "$log"
+    exit "$code"
+  fi
+  rm -f "$log.new" "$log"
   mkdir -p "$state_dir/applied"
   mv -f "$pending" "$state_dir/applied/$name.nix"
+}
+
+# The line of a failed create worth showing: its first error line, else its last line.
+error_line() {
+  local log=$1 line
+  line=$(grep -m1 -i 'error' "$log" || true)
+  [[ -n $line ]] || line=$(grep -v '^[[:space:]]*$' "$log" | tail -n1 || true)
+  line=${line//$'\t'/ }
+  printf '%s' "${line:0:300}"
+}
+
+# One JSON document on stdout (docs/container-spec.md, "--status"). Read-only: it
+# takes no lock and writes nothing, so it may run while the spawner works.
+status() {
+  local spec=${1:-$default_spec} message
+  if [[ ! -e $spec ]]; then
+    jq -n --arg spec "$spec" '{version: 1, spec: $spec, specPresent: false, specError: null,
+      deployment: null, declared: 0, created: 0, running: 0, services: []}'
+    return
+  fi
+  if ! message=$( (validate "$spec") 2>&1); then
+    jq -n --arg spec "$spec" --arg error "${message#"$prog: "}" '{version: 1, spec: $spec,
+      specPresent: true, specError: $error, deployment: null, declared: 0, created: 0,
+      running: 0, services: []}'
+    return
+  fi
+
+  local -a services=() autostart=() containers=() units=()
+  local name auto names
+  while IFS=$'\t' read -r name auto names; do
+    services+=("$name")
+    autostart+=("$auto")
+    containers+=("$names")
+    units+=("$(unit_for "$name").service")
+    for c in $names; do units+=("container@$c.service"); done
+  done < <(jq -r "$names_program"' .services[] | [.name, .autoStart, ([names] | join(" "))] | @tsv' "$spec")
+
+  # One systemctl call for every unit (as extra-container does): one state per line.
+  local -a states=()
+  mapfile -t states < <(systemctl is-active "${units[@]}" 2>/dev/null || true)
+  if ((${#states[@]} != ${#units[@]})); then
+    states=()
+    for _ in "${units[@]}"; do states+=(unknown); done
+  fi
+
+  local i=0 k=0 state created running declared c error
+  for ((k = 0; k < ${#services[@]}; k++)); do
+    name=${services[$k]}
+    case ${states[$i]} in
+      active | activating | reloading) state=creating ;;
+      *)
+        if [[ -f $state_dir/errors/$name.log ]]; then
+          state=failed
+        elif [[ -f $state_dir/applied/$name.nix && ! -f $state_dir/pending/$name.nix ]]; then
+          state=applied
+        else
+          state=pending
+        fi
+        ;;
+    esac
+    i=$((i + 1))
+    declared=0 created=0 running=0
+    for c in ${containers[$k]}; do
+      declared=$((declared + 1))
+      [[ -e $units_dir/container@$c.service || -L $units_dir/container@$c.service ]] &&
+        created=$((created + 1))
+      [[ ${states[$i]} == active ]] && running=$((running + 1))
+      i=$((i + 1))
+    done
+    error=""
+    [[ $state == failed ]] && error=$(error_line "$state_dir/errors/$name.log")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$state" "${autostart[$k]}" \
+      "$declared" "$created" "$running" "$error"
+  done | jq -R -n --arg spec "$spec" --arg deployment "$(jq -r '.deployment // ""' "$spec")" '
+    [inputs | split("\t") | {
+      name: .[0], unit: "perfops-containers-\(.[0])", state: .[1], applied: (.[1] == "applied"),
+      autoStart: (.[2] == "true"), declared: (.[3] | tonumber), created: (.[4] | tonumber),
+      running: (.[5] | tonumber), lastError: (if .[6] == "" then null else .[6] end)}]
+    | {version: 1, spec: $spec, specPresent: true, specError: null,
+       deployment: (if $deployment == "" then null else $deployment end),
+       declared: (map(.declared) | add // 0), created: (map(.created) | add // 0),
+       running: (map(.running) | add // 0), services: .}'
 }
 
 spawn() {
@@ -212,6 +313,10 @@ main() {
     --check)
       [[ $# -eq 2 ]] || die "usage: $prog --check SPEC"
       validate "$2"
+      ;;
+    --status)
+      [[ $# -le 2 ]] || die "usage: $prog --status [SPEC]"
+      status "${2:-}"
       ;;
     --apply)
       [[ $# -eq 2 ]] || die "usage: $prog --apply SERVICE"

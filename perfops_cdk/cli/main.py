@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perfops_cdk import operations
+from perfops_cdk.cli import fleet
 from perfops_cdk.cli.images import images_app
 from perfops_cdk.doctor import check_environment
 from perfops_cdk.effects.emulator import Emulator
@@ -319,6 +320,8 @@ def local_aws(
     finally:
         emulator.stop()
 
+
+fleet.register(app)
 
 if __name__ == "__main__":
     app()

@@ -170,7 +170,9 @@ class PerfOpsStack(TerraformStack):
             stack = RegionStack(self, region)
             self._region_stacks[region] = stack
             if not self.collecting_images:
-                ledger.record_regions(self.ledger_file, self.node.id, {region: stack.node.id})
+                ledger.record_regions(
+                    self.ledger_file, self.node.id, {region: stack.node.id}, self.uuid
+                )
         return stack
 
     def provider_for(self, region: str) -> AwsProvider:

@@ -37,17 +37,28 @@ def client(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     max_pool_connections: int = 10,
     endpoint: str | None = None,
+    session: Any | None = None,
 ) -> Any:
-    """A boto3 client for ``service`` in ``region`` with explicit retry budget."""
+    """A boto3 client for ``service`` in ``region`` with explicit retry budget.
+
+    ``session``: share one (``new_session()``) when making many clients at once; its
+    loaded service models make each further client several times cheaper. Default:
+    a new session per client (sessions are not thread-safe; clients are).
+    """
     config = Config(
         region_name=region,
         retries={"mode": "adaptive", "max_attempts": max_attempts},
         max_pool_connections=max_pool_connections,
         s3={"addressing_style": "path"},
     )
-    return boto3.session.Session().client(
+    return (session or new_session()).client(
         service, region_name=region, endpoint_url=endpoint or endpoint_url(), config=config
     )
+
+
+def new_session() -> Any:
+    """A boto3 session, for ``client(..., session=...)``."""
+    return boto3.session.Session()
 
 
 def effect_error(client: Any, operation: str, exc: ClientError | BotoCoreError) -> EffectError:

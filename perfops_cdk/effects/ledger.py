@@ -40,6 +40,7 @@ class RegionStack:
     name: str
     app_stack: str
     region: str
+    uuid: str = ""  # the deployer's, so a stack removed from the app can still be found
     # The synthesized "terraform" (backend) and "provider" blocks, once deployed.
     terraform: dict[str, Any] = attrs.field(factory=dict)
     provider: dict[str, Any] = attrs.field(factory=dict)
@@ -118,7 +119,7 @@ def _save(path: Path, ledger: Ledger) -> None:
     write_atomically(path, text + "\n")
 
 
-def record_regions(path: Path, app_stack: str, names: Mapping[str, str]) -> None:
+def record_regions(path: Path, app_stack: str, names: Mapping[str, str], uuid: str = "") -> None:
     """Add region stacks (region -> stack name) of ``app_stack``; existing ones stay."""
     current = load(path)
     missing = {r: n for r, n in names.items() if n not in current.stacks}
@@ -128,7 +129,9 @@ def record_regions(path: Path, app_stack: str, names: Mapping[str, str]) -> None
         ledger = load(path)
         stacks = dict(ledger.stacks)
         for region, name in missing.items():
-            stacks.setdefault(name, RegionStack(name=name, app_stack=app_stack, region=region))
+            stacks.setdefault(
+                name, RegionStack(name=name, app_stack=app_stack, region=region, uuid=uuid)
+            )
         _save(path, Ledger(stacks=stacks))
 
 

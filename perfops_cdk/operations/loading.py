@@ -31,6 +31,7 @@ class Loaded:
     project: Project
     units: tuple[Unit, ...]  # every unit, tombstones included
     ledgers: dict[str, Path]  # app stack -> its ledger file
+    entries: dict[str, ledger.RegionStack] = attrs.field(factory=dict)  # by stack name
 
     def ledger_for(self, unit: Unit) -> Path | None:
         return self.ledgers.get(unit.app_stack or "")
@@ -70,20 +71,16 @@ def load(project: Project) -> Loaded:
             ledgers.setdefault(unit.app_stack, state_dir / ledger.LEDGER_FILE)
     default = state_dir_for(project.root, endpoint_url()) / ledger.LEDGER_FILE
     files = {*ledgers.values(), default}
-    recorded: list[tuple[str, str, str]] = []
+    recorded: list[tuple[str, str, str, str]] = []
     entries: dict[str, ledger.RegionStack] = {}
     for path in sorted(files):
         for entry in ledger.load(path).stacks.values():
-            recorded.append((entry.name, entry.app_stack, entry.region))
+            recorded.append((entry.name, entry.app_stack, entry.region, entry.uuid))
             entries[entry.name] = entry
             ledgers.setdefault(entry.app_stack, path)
     uuid_of = {u.app_stack: u.uuid for u in units if u.app_stack and u.uuid}
     dead = plan.tombstones(recorded, units, uuid_of)
-    for unit in dead:
-        _write_tombstone(project, entries[unit.name])
-    uuids = {u.app_stack: u.uuid for u in dead if u.uuid}
-    dead = [attrs.evolve(u, uuid=u.uuid or uuids.get(u.app_stack or "")) for u in dead]
-    return Loaded(project=project, units=(*units, *dead), ledgers=ledgers)
+    return Loaded(project=project, units=(*units, *dead), ledgers=ledgers, entries=entries)
 
 
 def _write_tombstone(project: Project, entry: ledger.RegionStack) -> None:
@@ -100,9 +97,12 @@ def _write_tombstone(project: Project, entry: ledger.RegionStack) -> None:
         target.write_text(text)
 
 
-def can_run(project: Project, unit: Unit) -> bool:
-    """A tombstone needs the blocks ``perfops deploy`` recorded for it."""
-    return (project.stack_dir(unit.name) / "cdk.tf.json").is_file()
+def can_run(loaded: Loaded, unit: Unit) -> bool:
+    """Whether Terraform can run the unit; a tombstone is written out first, from the
+    blocks ``perfops deploy`` recorded for it (none if perfops never deployed it)."""
+    if unit.kind == plan.TOMBSTONE and unit.name in loaded.entries:
+        _write_tombstone(loaded.project, loaded.entries[unit.name])
+    return (loaded.project.stack_dir(unit.name) / "cdk.tf.json").is_file()
 
 
 def record_blocks(loaded: Loaded, unit: Unit) -> None:

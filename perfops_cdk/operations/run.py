@@ -111,7 +111,7 @@ def _prepare(loaded: Loaded, unit: Unit, mode: Mode) -> UnitRun:
     """
     started = time.monotonic()
     try:
-        if not can_run(loaded.project, unit):
+        if not can_run(loaded, unit):
             return _unrunnable(loaded, unit)
         workspace = loaded.workspace(unit)
         record_blocks(loaded, unit)

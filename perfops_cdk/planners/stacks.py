@@ -136,10 +136,12 @@ def read_units(manifest: Mapping[str, Any], stacks: Mapping[str, Mapping[str, An
 
 
 def tombstones(
-    recorded: Iterable[tuple[str, str, str]], units: Sequence[Unit], uuid_of: Mapping[str, str]
+    recorded: Iterable[tuple[str, str, str, str]],
+    units: Sequence[Unit],
+    uuid_of: Mapping[str, str],
 ) -> list[Unit]:
-    """Region stacks the ledger remembers (``(name, app_stack, region)``) that the app
-    no longer synthesizes: each must still be emptied by Terraform."""
+    """Region stacks the ledger remembers (``(name, app_stack, region, uuid)``) that the
+    app no longer synthesizes: each must still be emptied by Terraform."""
     present = {u.name for u in units}
     return [
         Unit(
@@ -147,9 +149,9 @@ def tombstones(
             kind=TOMBSTONE,
             app_stack=app_stack,
             region=region,
-            uuid=uuid_of.get(app_stack),
+            uuid=uuid or uuid_of.get(app_stack),
         )
-        for name, app_stack, region in sorted(recorded)
+        for name, app_stack, region, uuid in sorted(recorded)
         if name not in present
     ]
 

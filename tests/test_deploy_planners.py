@@ -192,8 +192,8 @@ def test_tombstones_are_recorded_stacks_the_app_no_longer_has() -> None:
     """Ledger entries without a synthesized stack become tombstones with their uuid."""
     units = stacks.read_units(MANIFEST, JSONS)
     recorded = [
-        ("perf-ops-eu-west-1", "perf-ops", "eu-west-1"),
-        ("old-us-east-1", "old", "us-east-1"),
+        ("perf-ops-eu-west-1", "perf-ops", "eu-west-1", "u1"),
+        ("old-us-east-1", "old", "us-east-1", ""),
     ]
     [tomb] = stacks.tombstones(recorded, units, {"old": "u1"})
     assert (tomb.name, tomb.kind, tomb.app_stack, tomb.region, tomb.uuid) == (
