@@ -2,7 +2,7 @@
 
 from perfops_cdk import App, PerfOpsStack, ImageAsset, Deployment
 from perfops_cdk import HostContainers, ContainerService
-# (App is cdktf's App; ``from cdktf import App`` works the same.)
+# (App is the CDK core's App: cdktf's, or cdktn's with PERFOPS_CDK_BACKEND=cdktn.)
 
 Names are imported on first use: the constructs import cdktf, which starts its jsii
 runtime (a node process), and commands that never synthesize (``perfops --help``,

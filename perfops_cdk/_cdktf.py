@@ -1,26 +1,29 @@
-"""Every import of cdktf lives here, so a switch to its successor (CDK Terrain,
-``cdktn``) is a change to this one file.
+"""Every import of the CDK core lives here: cdktf 0.21 by default, or its successor
+CDK Terrain (``cdktn``, the same API under another module name) when
+``$PERFOPS_CDK_BACKEND`` says so or cdktf is not installed (see jsii_env.core_module).
 
-We use cdktf *core* only: a raw provider and raw resources whose attributes are
-plain dicts built from our own attrs-typed props. The prebuilt AWS bindings cost
-7-13 s and up to 1.6 GB just to import (docs/benchmarks.md); `terraform validate`
-against the real provider schema checks what we emit instead.
+We use the core only: a raw provider and raw resources whose attributes are plain
+dicts built from our own attrs-typed props. The prebuilt AWS bindings cost 7-13 s and
+up to 1.6 GB just to import (docs/benchmarks.md); `terraform validate` against the real
+provider schema checks what we emit instead.
 """
 
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from perfops_cdk.errors import PerfOpsError
-from perfops_cdk.jsii_env import NODE_WARNING_ENV
+from perfops_cdk.jsii_env import NODE_WARNING_ENV, core_module
 from perfops_cdk.props.expression import Expression
 
 # The jsii runtime (a node process) starts with the imports below and reads these once;
@@ -29,21 +32,49 @@ for _key, _value in NODE_WARNING_ENV.items():
     os.environ.setdefault(_key, _value)
 
 import jsii  # noqa: E402
-from cdktf import (  # noqa: E402
-    Annotations,
-    App,
-    LocalBackend,
-    S3Backend,
-    TerraformDataSource,
-    TerraformElement,
-    TerraformOutput,
-    TerraformProvider,
-    TerraformResource,
-    TerraformStack,
-)
+
+if TYPE_CHECKING:
+    # Type-checked against cdktf; cdktn has the same classes and signatures.
+    from cdktf import (
+        Annotations,
+        App,
+        LocalBackend,
+        S3Backend,
+        TerraformDataSource,
+        TerraformElement,
+        TerraformOutput,
+        TerraformProvider,
+        TerraformProviderGeneratorMetadata,
+        TerraformResource,
+        TerraformStack,
+    )
+else:
+    try:
+        _core = importlib.import_module(core_module())
+    except PerfOpsError as error:
+        # Raised while a user's app imports perfops_cdk, before any main() can catch
+        # it: the one-line error and exit 2 of bad input, not a traceback.
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
+    Annotations = _core.Annotations
+    App = _core.App
+    LocalBackend = _core.LocalBackend
+    S3Backend = _core.S3Backend
+    TerraformDataSource = _core.TerraformDataSource
+    TerraformElement = _core.TerraformElement
+    TerraformOutput = _core.TerraformOutput
+    TerraformProvider = _core.TerraformProvider
+    TerraformProviderGeneratorMetadata = _core.TerraformProviderGeneratorMetadata
+    TerraformResource = _core.TerraformResource
+    TerraformStack = _core.TerraformStack
+
 from constructs import Construct, IConstruct  # noqa: E402
 
+# The core in use, "cdktf" or "cdktn" (the module App comes from).
+CORE = App.__module__.split(".")[0]
+
 __all__ = [
+    "CORE",
     "Annotation",
     "App",
     "AwsProvider",
@@ -55,6 +86,8 @@ __all__ = [
     "S3Backend",
     "StackNote",
     "TerraformOutput",
+    "TerraformProviderGeneratorMetadata",
+    "TerraformResource",
     "TerraformStack",
     "ref",
     "synthesize",

@@ -1,0 +1,50 @@
+"""The CDK core seam: choosing cdktf or cdktn."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from stackkit import UUID
+
+from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.jsii_env import BACKEND_ENV, NODE_WARNING_ENV, core_module
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_core_is_cdktf_unless_told_otherwise() -> None:
+    """No PERFOPS_CDK_BACKEND and cdktf installed: cdktf, the default."""
+    assert core_module({}) == "cdktf"
+    assert core_module({BACKEND_ENV: "cdktf"}) == "cdktf"
+
+
+def test_unknown_core_is_refused_naming_the_choices() -> None:
+    """A typo in PERFOPS_CDK_BACKEND is one line listing what is allowed."""
+    with pytest.raises(PerfOpsError, match=r"'cdktm' is not allowed; use 'cdktf' or 'cdktn'"):
+        core_module({BACKEND_ENV: "cdktm"})
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cdktn") is not None, reason="cdktn is installed")
+def test_app_asking_for_a_missing_core_fails_in_one_line(tmp_path: Path) -> None:
+    """PERFOPS_CDK_BACKEND=cdktn without cdktn: the app exits 2 with one line naming the
+    extra to install, not an import traceback."""
+    env = {**os.environ, **NODE_WARNING_ENV, BACKEND_ENV: "cdktn", "PERF_UUID": UUID}
+    env["PERFOPS_PROJECT_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "deployments.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: PERFOPS_CDK_BACKEND=cdktn: the module 'cdktn' is not installed; "
+        "run: pip install 'perfops-cdk[cdktn]', or unset PERFOPS_CDK_BACKEND\n"
+    )
