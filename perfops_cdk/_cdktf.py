@@ -5,7 +5,8 @@ CDK Terrain (``cdktn``, the same API under another module name) when
 We use the core only: a raw provider and raw resources whose attributes are plain
 dicts built from our own attrs-typed props. The prebuilt AWS bindings cost 7-13 s and
 up to 1.6 GB just to import (docs/benchmarks.md); `terraform validate` against the real
-provider schema checks what we emit instead.
+provider schema checks what we emit instead. Users may still add the bindings'
+resources to a PerfOpsStack: our AwsProvider satisfies cdktf's provider check for them.
 """
 
 from __future__ import annotations
@@ -129,10 +130,25 @@ def _literal_text(text: str) -> str:
 
 
 class AwsProvider(TerraformProvider):
-    """The hashicorp/aws provider with plain-dict attributes, aliased or the default."""
+    """The hashicorp/aws provider with plain-dict attributes, aliased or the default.
+
+    It declares itself as the "aws" provider the way generated bindings do
+    (``terraformGeneratorMetadata.providerName``): cdktf checks, per stack, that every
+    resource whose metadata names a provider has a provider construct of that name
+    (lib/validations/validate-provider-presence.js), so resources of the prebuilt
+    ``cdktf-cdktf-provider-aws`` bindings can use this provider. It also pins its stack's
+    ``required_providers.aws`` to hashicorp/aws at ``version``, whatever other aws
+    provider constructs (the bindings' says source "aws") the stack holds.
+    """
 
     def __init__(
-        self, scope: Construct, id: str, *, alias: str | None, attributes: Mapping[str, Any]
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        alias: str | None,
+        attributes: Mapping[str, Any],
+        version: str,
     ) -> None:
         # Both must be set before super().__init__: jsii reads the alias override
         # while the base constructor computes the provider's fqn.
@@ -142,8 +158,14 @@ class AwsProvider(TerraformProvider):
             scope,
             id,
             terraform_resource_type="aws",
+            terraform_generator_metadata=TerraformProviderGeneratorMetadata(
+                provider_name="aws", provider_version=version
+            ),
             terraform_provider_source=AWS_PROVIDER_SOURCE,
         )
+        stack = TerraformStack.of(self)
+        stack.add_override("terraform.required_providers.aws.source", AWS_PROVIDER_SOURCE)
+        stack.add_override("terraform.required_providers.aws.version", version)
 
     @builtins.property  # type: ignore[misc]
     @jsii.member(jsii_name="alias")

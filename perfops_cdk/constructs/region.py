@@ -133,9 +133,12 @@ class RegionStack(TerraformStack):
         self.region = region
         self.app_stack: str = parent.node.id
         self.provider = AwsProvider(
-            self, "aws", alias=None, attributes=scope.provider_attributes(region)
+            self,
+            "aws",
+            alias=None,
+            attributes=scope.provider_attributes(region),
+            version=AWS_PROVIDER_VERSION,
         )
-        self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
         configure_backend(
             self, scope.backend, scope.state_dir, scope.endpoint, region, self.app_stack
         )

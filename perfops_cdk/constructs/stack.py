@@ -177,15 +177,22 @@ class PerfOpsStack(TerraformStack):
 
     def provider_for(self, region: str) -> AwsProvider:
         """An aws provider in *this* stack aliased for ``region``, for resources users
-        add here themselves; created on first use. Deployments use their region stacks."""
+        add here themselves; created on first use. Deployments use their region stacks.
+
+        Resources of the prebuilt bindings (``cdktf-cdktf-provider-aws``) take it as
+        ``provider=``, beside generic ``TerraformResource``s and perfops constructs; the
+        stack keeps requiring hashicorp/aws at the version perfops validates against."""
         provider = self._providers.get(region)
         if provider is None:
             alias = provider_alias(region)
             provider = AwsProvider(
-                self, f"aws_{alias}", alias=alias, attributes=self.provider_attributes(region)
+                self,
+                f"aws_{alias}",
+                alias=alias,
+                attributes=self.provider_attributes(region),
+                version=AWS_PROVIDER_VERSION,
             )
             self._providers[region] = provider
-            self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
         return provider
 
     @property
