@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.jsii_env import COLLECT_IMAGES_CONTEXT
 
 if TYPE_CHECKING:
     # Imported where an app is built: cdktf starts its jsii runtime on import, and the
@@ -125,29 +126,14 @@ def image_requirements(define: Define) -> list[ImageRequirement]:
     """Every declared image with the regions its deployments use; nothing is written."""
     from perfops_cdk._cdktf import App
     from perfops_cdk.constructs.image import ImageAsset
-    from perfops_cdk.constructs.stack import COLLECT_IMAGES_CONTEXT, PerfOpsStack
+    from perfops_cdk.constructs.stack import PerfOpsStack
 
     with tempfile.TemporaryDirectory(prefix="perfops-collect-") as scratch:
         app = App(outdir=scratch, context={COLLECT_IMAGES_CONTEXT: True})
         define(app)
         stacks = [c for c in app.node.find_all() if isinstance(c, PerfOpsStack)]
     return [
-        ImageRequirement(
-            stack=stack.node.id,
-            id=image.node.id,
-            name=image.name,
-            regions=tuple(sorted(image.required_regions)),
-            home_region=stack.home_region,
-            uuid=stack.uuid,
-            prebuilt=image.is_prebuilt,
-            host_modules=image.props.host_modules,
-            container_modules=image.props.container_modules,
-            # Where the image state lives: per emulator endpoint, or the project.
-            project_dir=str(stack.state_dir),
-            nix_file=None if image.is_prebuilt else str(image.nix_path),
-            attr=image.nix_attr,
-            args=image.nix_args,
-        )
+        ImageRequirement.from_json(image.requirement())
         for stack in stacks
         for image in ImageAsset.all_in(stack)
     ]

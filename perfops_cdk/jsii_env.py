@@ -24,6 +24,14 @@ NODE_WARNING_ENV = {
 BACKEND_ENV = "PERFOPS_CDK_BACKEND"
 BACKENDS = ("cdktf", "cdktn")
 
+# App context from the environment, as the cdktf CLI passes cdktf.json's "context".
+CONTEXT_ENV = "CDKTF_CONTEXT_JSON"
+# App context key: declare everything, but stand placeholders in for missing AMIs instead
+# of failing (how ``--sync-amis``, ``--list-images`` and ``perfops images`` learn which
+# images and regions are needed). ``perfops images`` sets it to the scratch directory the
+# app must synthesize into.
+COLLECT_IMAGES_CONTEXT = "perfops:collect-images"
+
 
 def core_module(environ: Mapping[str, str] | None = None) -> str:
     """The module to import as the CDK core: ``$PERFOPS_CDK_BACKEND`` when set, else

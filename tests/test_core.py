@@ -1,25 +1,30 @@
-"""The CDK core seam: choosing cdktf or cdktn, and cdktf's provider check."""
+"""The CDK core seam: choosing cdktf or cdktn, cdktf's provider check, the image manifest."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from stackkit import UUID, synth_json
 
-from perfops_cdk import Deployment, ImageAsset, PerfOpsStack
+from perfops_cdk import App, Deployment, ImageAsset, PerfOpsStack
 from perfops_cdk._cdktf import (
     TerraformProviderGeneratorMetadata,
     TerraformResource,
 )
+from perfops_cdk.app import image_requirements, synth
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.jsii_env import BACKEND_ENV, NODE_WARNING_ENV, core_module
+from perfops_cdk.publishing.requirements import requirements_from_outdir
 
 ROOT = Path(__file__).resolve().parent.parent
+TEST_IMAGE = ROOT / "nix" / "test-image" / "default.nix"
 
 
 def test_core_is_cdktf_unless_told_otherwise() -> None:
@@ -78,3 +83,42 @@ def test_generated_binding_resources_find_the_stacks_provider(tmp_path: Path) ->
         assert stacks[name]["terraform"]["required_providers"] == {
             "aws": {"source": "hashicorp/aws", "version": "5.100.0"}
         }
+
+
+def _declare_images(app: App, project: Path) -> None:
+    stack = PerfOpsStack(app, "perf-ops", uuid=UUID, project_dir=project)
+    used = ImageAsset(stack, "img", name="usedimg", nix_file=str(TEST_IMAGE), attr="amazonImage")
+    ImageAsset(stack, "spare", name="spareimg", nix_file=str(TEST_IMAGE), args={"seed": "s"})
+    prebuilt = ImageAsset.from_ami_ids(
+        stack, "node", name="node-v1", ami_ids={"eu-west-1": "ami-0123456789abcdef0"}
+    )
+    Deployment(stack, "web", image=used, instance_type="t3.micro", regions={"us-east-1": 1})
+    Deployment(stack, "db", image=prebuilt, instance_type="t3.micro", regions={"eu-west-1": 1})
+
+
+def test_synthesis_writes_the_image_manifest_beside_the_stacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PerfOpsStack's JSON lists every image with the regions deployments use it in
+    (paths relative to the stack), and reads back as what --list-images prints."""
+    from perfops_cdk.effects.state_file import ImageRecord, RegionImage, SyncState, save
+
+    monkeypatch.delenv("PERFOPS_AWS_ENDPOINT", raising=False)
+    region = {"us-east-1": RegionImage(ami_id="ami-0fedcba9876543210", state="available")}
+    save(
+        tmp_path / "state.json",
+        SyncState({"usedimg": ImageRecord("usedimg-x", "eu-west-1", region)}),
+    )
+    outdir = synth(lambda app: _declare_images(app, tmp_path), tmp_path / "cdktf.out")
+    note: dict[str, Any] = json.loads((outdir / "stacks/perf-ops/cdk.tf.json").read_text())["//"]
+    images = {entry["name"]: entry for entry in note["perfops"]["images"]}
+    assert note["perfops"]["kind"] == "app"  # the stack's own summary is still there
+    assert {n: e["regions"] for n, e in images.items()} == {
+        "usedimg": ["us-east-1"],
+        "spareimg": [],
+        "node-v1": ["eu-west-1"],
+    }
+    assert not Path(images["usedimg"]["nix_file"]).is_absolute()
+    assert "nix_file" not in images["node-v1"] and images["node-v1"]["prebuilt"] is True
+    listed = image_requirements(lambda app: _declare_images(app, tmp_path))
+    assert requirements_from_outdir(outdir) == listed

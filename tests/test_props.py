@@ -282,8 +282,7 @@ def test_nix_image_without_sync_names_the_sync_command(tmp_path: Path) -> None:
     image = ImageAsset(stack, "built", name="built-v1", container_modules=["k6"])
     with pytest.raises(
         MissingAmi,
-        match=r"python deployments.py --sync-amis --names built-v1 "
-        r"--regions eu-west-1",
+        match=r"; run: perfops images sync --names built-v1 --regions eu-west-1$",
     ):
         Deployment(stack, "d1", image=image, instance_type="t3.micro", regions={"eu-west-1": 1})
 

@@ -9,11 +9,13 @@ from typing import Any
 
 import attrs
 
-from perfops_cdk._cdktf import Construct
+from perfops_cdk._cdktf import App, Construct, StackNote
 from perfops_cdk.constructs.base import check_new_child, located
+from perfops_cdk.constructs.region import relative_to_stack_dir
 from perfops_cdk.constructs.stack import PerfOpsStack, owning_stack
 from perfops_cdk.effects import state_file
 from perfops_cdk.errors import InvalidField, PerfOpsError
+from perfops_cdk.jsii_env import COLLECT_IMAGES_CONTEXT
 from perfops_cdk.props.fields import (
     to_dict,
     to_optional_dict,
@@ -26,12 +28,24 @@ from perfops_cdk.props.regions import check_region
 # The AMI is named "<name>-<32-char store hash>"; AWS allows 128 characters.
 _IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,90}$")
 _AMI_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
-PENDING_AMI = "ami-00000000"  # stands in while requirements are collected; never synthesized
+# Stands in while requirements are collected; synthesized only into a scratch directory.
+PENDING_AMI = "ami-00000000"
 _FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-9_'-]*)*$")
 _ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
 # The project's image entry point: mkImage with the construct's own name and modules.
 DEFAULT_NIX_FILE = "nix/image.nix"
+# The image manifest: what the image sync needs of each image, written at synthesis
+# beside the stack's own summary, as "//"."perfops"."images" of the PerfOpsStack's
+# cdk.tf.json (publishing/requirements.py reads it; paths are relative to that file).
+# A dot: no perfops construct id can take it.
+IMAGES_NOTE = "perfops.images"
+
+
+def sync_command(name: str, regions: Sequence[str]) -> str:
+    """The command that publishes ``name`` in ``regions``: it works for every app,
+    run through ``perfops_cdk.app.main`` or a plain cdktf ``app.synth()``."""
+    return f"perfops images sync --names {name} --regions {','.join(regions)}"
 
 
 def _check_image_name(value: Any, field: str) -> None:
@@ -116,7 +130,7 @@ class MissingAmi(PerfOpsError):
 
 
 class ImageAsset(Construct):
-    """A NixOS image built by nix and published as AMIs by ``--sync-amis``.
+    """A NixOS image built by nix and published as AMIs by ``perfops images sync``.
 
     Construction never builds or uploads: synthesis reads the AMI ids that the last
     sync recorded in the stack's ``state.json``.
@@ -179,6 +193,9 @@ class ImageAsset(Construct):
                 raise InvalidField(
                     "name", name, f"already used by {other.node.path}; image names are unique"
                 ).at(path)
+        if stack.node.try_find_child(IMAGES_NOTE) is None:
+            _check_collect_dir(stack)
+            StackNote(stack, IMAGES_NOTE, lambda: {"images": _manifest(stack)})
         super().__init__(scope, id)
         self.stack = stack
         self.nix_path = (Path.cwd() / self.props.nix_file).resolve()
@@ -232,6 +249,27 @@ class ImageAsset(Construct):
         """True for ``from_ami_ids`` images, which nix does not build."""
         return self.props.ami_ids is not None
 
+    def requirement(self) -> dict[str, Any]:
+        """What the image sync needs of this image, as ``--list-images`` prints it:
+        the regions deployments use it in (known once every construct is declared)."""
+        modules = self.props.container_modules
+        return {
+            "stack": self.stack.node.id,
+            "id": self.node.id,
+            "name": self.name,
+            "regions": sorted(self.required_regions),
+            "home_region": self.stack.home_region,
+            "uuid": self.stack.uuid,
+            "prebuilt": self.is_prebuilt,
+            "host_modules": list(self.props.host_modules),
+            "container_modules": None if modules is None else list(modules),
+            # Where the image state lives: per emulator endpoint, or the project.
+            "project_dir": str(self.stack.state_dir),
+            "nix_file": None if self.is_prebuilt else str(self.nix_path),
+            "attr": self.nix_attr,
+            "args": self.nix_args,
+        }
+
     def ami_ids(self) -> dict[str, str]:
         """The AMI per region: declared, or recorded by the last sync."""
         if self.props.ami_ids is not None:
@@ -254,11 +292,37 @@ class ImageAsset(Construct):
             if self.is_prebuilt:
                 fix = f"add them to ami_ids of {self.node.path}"
             else:
-                fix = (
-                    f"run: python deployments.py --sync-amis --names {self.name} "
-                    f"--regions {','.join(missing)}"
-                )
+                fix = f"run: {sync_command(self.name, missing)}"
             raise MissingAmi(
                 f"{user}: image: {self.name!r} has no AMI in {', '.join(missing)}; {fix}"
             )
         return {r: known[r] for r in regions}
+
+
+def _manifest(stack: PerfOpsStack) -> list[dict[str, Any]]:
+    """Every image of ``stack`` with its paths relative to the stack's directory, as
+    the stack's summary keeps them: a project moved with its cdktf.out still reads."""
+    entries = []
+    for image in ImageAsset.all_in(stack):
+        entry = image.requirement()
+        for key in ("project_dir", "nix_file"):
+            if entry[key] is not None:
+                entry[key] = relative_to_stack_dir(stack, Path(entry[key]))
+        entries.append(entry)
+    return entries
+
+
+def _check_collect_dir(stack: PerfOpsStack) -> None:
+    """While perfops collects images (``perfops images ...`` synthesizes the app into a
+    scratch directory, with ``$CDKTF_OUTDIR``), refuse an app that writes elsewhere:
+    its output would hold placeholder AMIs."""
+    scratch = stack.node.try_get_context(COLLECT_IMAGES_CONTEXT)
+    if not isinstance(scratch, str):
+        return
+    outdir = Path(App.of(stack).outdir).resolve()
+    if not outdir.is_relative_to(Path(scratch).resolve()):
+        raise PerfOpsError(
+            f"{stack.node.path}: the app synthesizes into {outdir}, not into $CDKTF_OUTDIR, "
+            "so perfops cannot list its images; create the App without outdir= (the cdktf "
+            "CLI sets CDKTF_OUTDIR too)"
+        )

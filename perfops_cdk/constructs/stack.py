@@ -24,15 +24,13 @@ from perfops_cdk.effects.aws import endpoint_url
 from perfops_cdk.effects.ledger import state_dir_for
 from perfops_cdk.effects.state_file import DEFAULT_STATE_FILE
 from perfops_cdk.errors import InvalidField, PerfOpsError
+from perfops_cdk.jsii_env import COLLECT_IMAGES_CONTEXT
 from perfops_cdk.props.network import SecurityGroup
 from perfops_cdk.props.regions import check_region, provider_alias
 from perfops_cdk.props.validators import check_path, check_uuid
 
 UUID_ENV = "PERF_UUID"
 PROJECT_DIR_ENV = "PERFOPS_PROJECT_DIR"
-# App context key: declare everything, but collect missing AMIs instead of failing
-# (how ``--sync-amis`` and ``--list-images`` learn which images and regions are needed).
-COLLECT_IMAGES_CONTEXT = "perfops:collect-images"
 UUID_FILE = "perf-uuid.txt"
 
 

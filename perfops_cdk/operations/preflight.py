@@ -36,10 +36,7 @@ def check_amis(groups: Sequence[HostGroup], *, parallel: int = DEFAULT_PARALLEL)
             if group.prebuilt_image:
                 fix = f"fix ami_ids of {group.image_path} (or copy the AMI to {region})"
             else:
-                fix = (
-                    f"run: python deployments.py --sync-amis --names {group.image} "
-                    f"--regions {region}"
-                )
+                fix = f"run: perfops images sync --names {group.image} --regions {region}"
             raise PerfOpsError(
                 f"{group.app_stack}/{group.deployment}: image {group.image!r} has no AMI "
                 f"{group.ami} in {region} (it does not exist or is not available); {fix}"
