@@ -87,6 +87,7 @@ __all__ = [
     "S3Backend",
     "StackNote",
     "TerraformOutput",
+    "TerraformProvider",
     "TerraformProviderGeneratorMetadata",
     "TerraformResource",
     "TerraformStack",

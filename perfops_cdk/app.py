@@ -123,20 +123,46 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 
 def image_requirements(define: Define) -> list[ImageRequirement]:
-    """Every declared image with the regions its deployments use; nothing is written."""
-    from perfops_cdk._cdktf import App
-    from perfops_cdk.constructs.image import ImageAsset
-    from perfops_cdk.constructs.stack import PerfOpsStack
+    """Every declared image with the regions its deployments use, read from the image
+    manifest of a synthesis into a scratch directory, as ``perfops images`` reads any
+    app's (missing AMIs are placeholders there); the app's own output is not touched."""
+    from perfops_cdk._cdktf import App, synthesize
 
     with tempfile.TemporaryDirectory(prefix="perfops-collect-") as scratch:
-        app = App(outdir=scratch, context={COLLECT_IMAGES_CONTEXT: True})
+        outdir = Path(scratch) / "out"
+        app = App(outdir=str(outdir), context={COLLECT_IMAGES_CONTEXT: scratch})
         define(app)
-        stacks = [c for c in app.node.find_all() if isinstance(c, PerfOpsStack)]
-    return [
-        ImageRequirement.from_json(image.requirement())
-        for stack in stacks
-        for image in ImageAsset.all_in(stack)
-    ]
+        synthesize(app)  # its warnings are printed by the synthesis that follows
+        return requirements_from_outdir(outdir)
+
+
+def requirements_from_outdir(outdir: Path) -> list[ImageRequirement]:
+    """The images the stacks of a synthesis output list in their image manifest
+    (``"//"."perfops"."images"``, constructs/image.py), in synthesis order."""
+    try:
+        manifest = json.loads((outdir / "manifest.json").read_text())
+        stacks = [outdir / entry["synthesizedStackPath"] for entry in manifest["stacks"].values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise PerfOpsError(f"{outdir}: no synthesized stacks ({error})") from None
+    requirements = []
+    for path in stacks:
+        try:
+            note = json.loads(path.read_text()).get("//", {}).get("perfops", {})
+            for entry in note.get("images", []):
+                requirements.append(_from_manifest(entry, path.parent))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise PerfOpsError(f"{path}: not an image manifest ({error})") from None
+    return requirements
+
+
+def _from_manifest(entry: dict[str, Any], stack_dir: Path) -> ImageRequirement:
+    """An image of the manifest; its paths are relative to the stack's directory."""
+    paths = {
+        key: str((stack_dir / entry[key]).resolve())
+        for key in ("project_dir", "nix_file")
+        if entry.get(key) is not None
+    }
+    return ImageRequirement.from_json({**entry, **paths})
 
 
 def main(define: Define, argv: Sequence[str] | None = None) -> None:

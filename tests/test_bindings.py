@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from venvkit import ensure, extra_pins
+from venvkit import ensure_or_skip, extra_pins
 
 from perfops_cdk.effects.terraform import Workspace
 from perfops_cdk.jsii_env import NODE_WARNING_ENV
@@ -64,7 +64,7 @@ STACKS = ("perf-ops", "perf-ops-eu-west-1", "legacy")
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The mixed app synthesized by the bindings venv's python; its cdktf.out."""
-    python = ensure("bindings", extra_pins("aws-bindings"), overlay=True)
+    python = ensure_or_skip("bindings", extra_pins("aws-bindings"), overlay=True)
     project = tmp_path_factory.mktemp("bindings")
     (project / "main.py").write_text(APP)
     env = {

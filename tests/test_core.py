@@ -18,10 +18,9 @@ from perfops_cdk._cdktf import (
     TerraformProviderGeneratorMetadata,
     TerraformResource,
 )
-from perfops_cdk.app import image_requirements, synth
+from perfops_cdk.app import image_requirements, requirements_from_outdir, synth
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.jsii_env import BACKEND_ENV, NODE_WARNING_ENV, core_module
-from perfops_cdk.publishing.requirements import requirements_from_outdir
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = ROOT / "nix" / "test-image" / "default.nix"

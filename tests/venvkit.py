@@ -22,9 +22,20 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / ".perfops" / "venvs"
 STAMP = ".perfops-venv"
+
+
+class NotInstallable(RuntimeError):
+    """pip could not install the packages (e.g. the package index is out of reach)."""
+
+    def __init__(self, packages: Sequence[str], stderr: str) -> None:
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        self.reason = f"pip cannot install {' '.join(packages)}: {(lines or ['no output'])[-1]}"
+        super().__init__(f"{self.reason}\n{stderr}")
 
 
 def pyproject() -> dict[str, object]:
@@ -84,7 +95,7 @@ def ensure(name: str, packages: Sequence[str], *, overlay: bool = False) -> Path
             install.append("--no-deps")
         done = subprocess.run([*install, *packages], capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"pip install {' '.join(packages)} failed:\n{done.stderr}")
+            raise NotInstallable(packages, done.stderr)
         if overlay:
             site = subprocess.run(
                 [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -100,3 +111,12 @@ def ensure(name: str, packages: Sequence[str], *, overlay: bool = False) -> Path
         (folder / "build-seconds").write_text(f"{time.monotonic() - started:.0f}\n")
         stamp.write_text(digest)
     return python
+
+
+def ensure_or_skip(name: str, packages: Sequence[str], *, overlay: bool = False) -> Path:
+    """``ensure``, or the calling test skipped naming pip's error when the packages
+    cannot be installed here; any other failure fails the test."""
+    try:
+        return ensure(name, packages, overlay=overlay)
+    except NotInstallable as error:
+        pytest.skip(error.reason)

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from perfops_cdk.app import OUTDIR_ENV, ImageRequirement
+from perfops_cdk.app import OUTDIR_ENV, ImageRequirement, requirements_from_outdir
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.jsii_env import COLLECT_IMAGES_CONTEXT, CONTEXT_ENV, NODE_WARNING_ENV
 from perfops_cdk.project import CONFIG_FILE, Project
@@ -48,34 +48,6 @@ def project_requirements(project: Project) -> list[ImageRequirement]:
         if result.returncode != 0:
             raise PerfOpsError(_app_error(result.stderr))
         return requirements_from_outdir(outdir)
-
-
-def requirements_from_outdir(outdir: Path) -> list[ImageRequirement]:
-    """The images the stacks in a synthesis output list, in synthesis order."""
-    try:
-        manifest = json.loads((outdir / "manifest.json").read_text())
-        stacks = [outdir / entry["synthesizedStackPath"] for entry in manifest["stacks"].values()]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise PerfOpsError(f"{outdir}: no synthesized stacks ({error})") from None
-    requirements = []
-    for path in stacks:
-        try:
-            note = json.loads(path.read_text()).get("//", {}).get("perfops", {})
-            for entry in note.get("images", []):
-                requirements.append(_from_manifest(entry, path.parent))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise PerfOpsError(f"{path}: not an image manifest ({error})") from None
-    return requirements
-
-
-def _from_manifest(entry: dict[str, Any], stack_dir: Path) -> ImageRequirement:
-    """An image of the manifest; its paths are relative to the stack's directory."""
-    paths = {
-        key: str((stack_dir / entry[key]).resolve())
-        for key in ("project_dir", "nix_file")
-        if entry.get(key) is not None
-    }
-    return ImageRequirement.from_json({**entry, **paths})
 
 
 def requirements_from_file(path: Path) -> list[ImageRequirement]:
