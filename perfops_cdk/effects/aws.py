@@ -9,6 +9,7 @@ emulator by accident.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import boto3
@@ -30,6 +31,22 @@ def endpoint_url() -> str | None:
     return value or None
 
 
+# What a client's credentials and endpoint come from: a cached client is reused only
+# while these are unchanged (a test or a script may switch keys within one process).
+_IDENTITY_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    ENDPOINT_ENV,
+)
+_cache_lock = threading.Lock()
+_sessions: dict[tuple[str, ...], Any] = {}
+_clients: dict[tuple[Any, ...], Any] = {}
+
+
 def client(
     service: str,
     region: str,
@@ -41,9 +58,11 @@ def client(
 ) -> Any:
     """A boto3 client for ``service`` in ``region`` with explicit retry budget.
 
-    ``session``: share one (``new_session()``) when making many clients at once; its
-    loaded service models make each further client several times cheaper. Default:
-    a new session per client (sessions are not thread-safe; clients are).
+    Without ``session``, clients come from one shared session per identity (credential
+    environment and endpoint) and are cached: making a client loads its service model
+    (about 0.5 s of CPU for EC2 on a fresh session), and a deploy over 17 regions asks
+    for EC2 clients several times per region. Clients are thread-safe; sessions are
+    not, so the shared one is only used under a lock.
     """
     config = Config(
         region_name=region,
@@ -51,13 +70,25 @@ def client(
         max_pool_connections=max_pool_connections,
         s3={"addressing_style": "path"},
     )
-    return (session or new_session()).client(
-        service, region_name=region, endpoint_url=endpoint or endpoint_url(), config=config
-    )
+    url = endpoint or endpoint_url()
+    if session is not None:
+        return session.client(service, region_name=region, endpoint_url=url, config=config)
+    identity = tuple(os.environ.get(name, "") for name in _IDENTITY_ENV)
+    key = (identity, service, region, url, max_attempts, max_pool_connections)
+    with _cache_lock:
+        made = _clients.get(key)
+        if made is None:
+            shared = _sessions.get(identity)
+            if shared is None:
+                shared = _sessions[identity] = new_session()
+            made = _clients[key] = shared.client(
+                service, region_name=region, endpoint_url=url, config=config
+            )
+        return made
 
 
 def new_session() -> Any:
-    """A boto3 session, for ``client(..., session=...)``."""
+    """A boto3 session of its own, for ``client(..., session=...)``."""
     return boto3.session.Session()
 
 

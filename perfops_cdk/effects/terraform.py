@@ -23,6 +23,13 @@ from perfops_cdk.errors import EffectError
 MIRROR_ENV = "PERFOPS_TF_PROVIDER_MIRROR"
 CONFIG_ENV = "TF_CLI_CONFIG_FILE"
 AWS_PROVIDER = "registry.terraform.io/hashicorp/aws"
+# Terraform and its provider plugins are Go programs; the AWS provider builds ~1,600
+# resource schemas on every start, so most of a deploy's CPU is garbage collection of
+# start-up garbage. GOGC=400 (collect at 5x the live heap instead of 2x) cut the CPU of
+# a 40-host deploy by about a third for ~15% more memory per provider
+# (docs/benchmarks.md, "Go GC"). A GOGC the user sets wins.
+GO_GC = "400"
+
 MIRROR_CANDIDATES = (
     "/opt/tf-plugins",
     "/usr/share/terraform/plugins",
@@ -44,7 +51,7 @@ def run(
     binary = shutil.which("terraform")
     if binary is None:
         raise EffectError("terraform: not found on PATH; install Terraform >= 1.10")
-    full_env = {**os.environ, "TF_IN_AUTOMATION": "1", **(env or {})}
+    full_env = {"GOGC": GO_GC, **os.environ, "TF_IN_AUTOMATION": "1", **(env or {})}
     result = subprocess.run(
         [binary, *argv],
         cwd=cwd,
