@@ -249,13 +249,18 @@ def deploy(
     full: bool = False,
     confirm: Confirm | None = None,
     progress: Progress = lambda _: None,
+    announce: Callable[[Sequence[Unit]], None] | None = None,
 ) -> Report:
     """Synthesize, check (AMIs, orphans, lost hosts), plan every changed stack, confirm,
-    apply concurrently. ``full``: run Terraform on unchanged stacks too."""
+    apply concurrently. ``full``: run Terraform on unchanged stacks too. ``announce``
+    is called once with the selected units before any is planned, with or without
+    ``auto_approve`` (the CLI shows the fleet and its cost there)."""
     project.synth()
     loaded = load(project)
     units = _units(loaded, stack)
     preflight.check_amis([g for u in units for g in u.groups], parallel=parallel)
+    if announce is not None:
+        announce(units)
     mode = Mode(auto_approve=auto_approve, full=full)
     return _run(loaded, units, mode, confirm=confirm, parallel=parallel, progress=progress)
 
