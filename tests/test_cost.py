@@ -1,15 +1,18 @@
 """What a fleet costs: the pure estimate, price files, the Price List API client behind
-its seam (a hand-written GetProducts response), spot history from the emulator."""
+its seam (hand-written GetProducts responses and the one AWS recorded as its example),
+spot history from the emulator."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import botocore.loaders
 import pytest
 from botocore.stub import Stubber
 
@@ -69,6 +72,19 @@ VOLUME = D("0.01")
             (),
         ),
         (
+            # Spot fell 2 short: the on-demand fallback runs in their place.
+            group(
+                hosts=5,
+                market="spot",
+                on_demand_hosts=1,
+                fallback_to_on_demand=True,
+                fallback_hosts=2,
+            ),
+            Span.of([3 * D("0.3") + 2 * D("0.1") + 5 * VOLUME]),
+            "20",
+            (),
+        ),
+        (
             group(instance_types=["r5d.xlarge", "r5d.2xlarge"]),
             Span(2 * (D("0.3") + VOLUME), 2 * (D("0.6") + VOLUME)),
             "8-16",
@@ -97,8 +113,9 @@ VOLUME = D("0.01")
 def test_estimate_prices_each_market_type_and_root_volume(
     declared: HostGroup, per_hour: Span, vcpus: str, missing: tuple[str, ...]
 ) -> None:
-    """Hosts x instance price per market, a range over listed types, plus root volumes
-    at GB-month / 730; a missing price is named and leaves only a lower bound."""
+    """Hosts x instance price per market (fallback hosts on-demand, in place of the
+    spot hosts they stand for), a range over listed types, plus root volumes at
+    GB-month / 730; a missing price is named and leaves only a lower bound."""
     [line] = cost.estimate([declared], PRICES).lines
     assert line.per_hour == per_hour
     assert (cost.span_text(line.vcpus, money=False) if line.vcpus else "?") == vcpus
@@ -326,6 +343,28 @@ def test_volume_prices_come_from_storage_products_by_volume_api_name() -> None:
             },
         )
         assert prices.list_price(client, prices.volume_filters("eu-west-1", "gp3")) == D("0.088")
+
+
+def test_price_list_client_reads_the_response_aws_recorded() -> None:
+    """The GetProducts response AWS publishes as its example (botocore's
+    ``pricing/2017-10-15/examples-1.json``: an io1 volume in ca-central-1, recorded
+    2017-09-01), served page by page: its price is the one its own description names."""
+    [example] = botocore.loaders.Loader().load_service_model("pricing", "examples-1")["examples"][
+        "GetProducts"
+    ]
+    recorded = example["output"]
+    [item] = recorded["PriceList"]
+    named = re.search(r"\$([0-9.]+) per GB-month", item)
+    assert named is not None and "NextToken" in recorded
+    client = aws.client("pricing", prices.PRICING_REGION, endpoint="http://127.0.0.1:9")
+    filters = prices.volume_filters("ca-central-1", "io1")
+    expected = {"ServiceCode": "AmazonEC2", "FormatVersion": "aws_v1", "Filters": filters}
+    with Stubber(client) as stub:
+        stub.add_response("get_products", recorded, expected)
+        last = {"FormatVersion": "aws_v1", "PriceList": []}
+        stub.add_response("get_products", last, {**expected, "NextToken": recorded["NextToken"]})
+        assert prices.list_price(client, filters) == D(named.group(1))
+        stub.assert_no_pending_responses()
 
 
 def test_disagreeing_products_give_no_price() -> None:

@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from perfops_cdk.effects import aws
 from perfops_cdk.effects.emulator import Emulator
 from perfops_cdk.effects.terraform import Workspace
 from perfops_cdk.errors import InvalidField
-from perfops_cdk.planners import stacks
+from perfops_cdk.planners import cost, lifetime, stacks
 
 REPO = Path(__file__).resolve().parent.parent
 UUID = "outputs1"
@@ -167,7 +169,7 @@ def define(app: App) -> None:
 main(define)
 """
 # Made-up numbers: the test checks that the estimate uses them, not AWS' prices.
-PRICES = {
+PRICES: dict[str, Any] = {
     "source": "test table",
     "ec2": {
         "eu-west-1": {"t3.micro": {"on-demand": "0.0100"}, "t3.small": {"on-demand": "0.0200"}}
@@ -248,6 +250,42 @@ def _of(deployment: str) -> list[dict[str, Any]]:
     ]
 
 
+def _root_gib(deployment: str) -> int:
+    """The root volume size of ``deployment``'s launch template as EC2 holds it (moto
+    gives the volumes themselves the AMI's size, not the template's)."""
+    ec2 = aws.client("ec2", "eu-west-1")
+    [template] = [
+        t
+        for t in ec2.describe_launch_templates(
+            Filters=[{"Name": "tag:perf-ops", "Values": [UUID]}]
+        )["LaunchTemplates"]
+        if {x["Key"]: x["Value"] for x in t["Tags"]}["deployment"] == deployment
+    ]
+    [version] = ec2.describe_launch_template_versions(
+        LaunchTemplateId=template["LaunchTemplateId"]
+    )["LaunchTemplateVersions"]
+    [mapping] = version["LaunchTemplateData"]["BlockDeviceMappings"]
+    size: int = mapping["Ebs"]["VolumeSize"]
+    return size
+
+
+def _cost(hosts: list[dict[str, Any]]) -> tuple[int, Decimal]:
+    """vCPUs and USD per hour of ``hosts`` as EC2 holds them (type, and the root volume
+    of their launch template), priced from the test's price file: on-demand per hour,
+    gp3 per GB-month / 730."""
+    ec2 = aws.client("ec2", "eu-west-1")
+    table = PRICES["ec2"]["eu-west-1"]
+    gp3 = Decimal(PRICES["ebs"]["eu-west-1"]["gp3"])
+    cores, usd = 0, Decimal(0)
+    for host in hosts:
+        kind = host["InstanceType"]
+        [info] = ec2.describe_instance_types(InstanceTypes=[kind])["InstanceTypes"]
+        cores += info["VCpuInfo"]["DefaultVCpus"]
+        deployment = {t["Key"]: t["Value"] for t in host["Tags"]}["deployment"]
+        usd += Decimal(table[kind]["on-demand"]) + gp3 * _root_gib(deployment) / 730
+    return cores, usd
+
+
 @pytest.mark.slow
 @pytest.mark.terraform
 def test_deploy_shows_the_fleet_and_its_cost_before_applying(
@@ -260,8 +298,12 @@ def test_deploy_shows_the_fleet_and_its_cost_before_applying(
     fleet = next(i for i, line in enumerate(lines) if line.startswith("fleet:"))
     applying = next(i for i, line in enumerate(lines) if line.startswith("applying"))
     assert fleet < applying
-    # 2 x 0.01 + 1 x 0.02 + (2 x 30 + 20) GiB x 0.073 / 730: 0.048 USD per hour.
-    assert lines[fleet] == "fleet: 3 hosts, 6 vCPUs, 0.048 USD/h (1.152 USD/day)"
+    hosts = _live()
+    cores, usd = _cost(hosts)
+    assert lines[fleet] == (
+        f"fleet: {len(hosts)} hosts, {cores} vCPUs, {cost.usd(usd)} USD/h "
+        f"({cost.usd(usd * 24)} USD/day)"
+    )
     assert "prices: test table" in lines
     no_lifetime = [line for line in lines if line.startswith("no lifetime:")]
     assert no_lifetime == [
@@ -342,6 +384,12 @@ def test_status_shows_the_running_cost_and_time_left(deployed: tuple[Project, st
         r["deployment"]: r
         for r in (dict(zip(header.split("\t"), row.split("\t"), strict=True)) for row in rows)
     }
-    assert cells["web"]["left"] in ("1h59m", "2h00m")
-    assert (cells["api"]["left"], cells["api"]["USD/h"]) == ("-", "0.022")
-    assert cells["web"]["USD/h"] == "0.026"
+    now = datetime.now(UTC)
+    [first] = sorted(h["LaunchTime"] for h in _of("web"))[:1]
+    left = first + timedelta(hours=2) - now  # the web hosts' perf-ops:lifetime tag
+    assert cells["web"]["left"] in {
+        lifetime.left_text(left + timedelta(minutes=d)) for d in (-1, 0)
+    }
+    assert cells["api"]["left"] == "-"
+    for name in ("web", "api"):
+        assert cells[name]["USD/h"] == cost.usd(_cost(_of(name))[1])

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,69 @@ def test_bad_lifetime_is_one_located_line(tmp_path: Path) -> None:
             lifetime="3m",
         )
     assert str(caught.value).startswith("ok/d: lifetime: '3m' is not allowed;")
+
+
+BAD_PROJECT = """
+from datetime import timedelta
+
+from perfops_cdk import App, Deployment, ImageAsset, PerfOpsStack
+from perfops_cdk.app import main
+
+
+def define(app: App) -> None:
+    stack = PerfOpsStack(app, "perf-ops", uuid="lifeuuid1", lifetime={stack})
+    image = ImageAsset.from_ami_ids(stack, "node", name="node-v1", ami_ids={{"eu-west-1": "{ami}"}})
+    Deployment(stack, "web", image=image, instance_type="t3.micro", regions={{"eu-west-1": 1}},
+               lifetime={deployment})
+
+
+main(define)
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "stack", "deployment", "where", "shown"),
+    [
+        ("synth", "None", "0", "perf-ops/web", "0"),
+        ("synth", "None", "'0m'", "perf-ops/web", "'0m'"),
+        ("synth", "None", "timedelta(hours=-1)", "perf-ops/web", "'-1h'"),
+        ("synth", "None", "'-2h'", "perf-ops/web", "'-2h'"),
+        ("synth", "None", "[8]", "perf-ops/web", "[8]"),
+        ("synth", "480", "None", "perf-ops", "480"),
+        ("deploy", "None", "8.5", "perf-ops/web", "8.5"),
+    ],
+)
+def test_bad_lifetime_exits_2_with_one_line_and_no_traceback(
+    tmp_path: Path, command: str, stack: str, deployment: str, where: str, shown: str
+) -> None:
+    """Zero, negative or mistyped lifetimes on a Deployment or a stack: `perfops synth`
+    and `perfops deploy` print one line (construct path, field, value, what is
+    allowed) and exit 2 before anything is asked of AWS."""
+    (tmp_path / "cdktf.json").write_text(json.dumps({"app": "python deployments.py"}))
+    (tmp_path / "deployments.py").write_text(
+        BAD_PROJECT.format(stack=stack, deployment=deployment, ami=AMIS["eu-west-1"])
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "perfops_cdk.cli.main",
+            command,
+            *(["-y"] if command == "deploy" else []),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {where}: lifetime: {shown} is not allowed; must be a duration such as "
+        "'8h', '90m', '1h30m' or '2d' (or a timedelta) of whole minutes, from 10 minutes "
+        "to 14 days"
+    ]
+    assert "Traceback" not in result.stdout
 
 
 class Boot:

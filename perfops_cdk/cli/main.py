@@ -21,6 +21,7 @@ from perfops_cdk.effects.emulator import Emulator
 from perfops_cdk.effects.terraform import show_plan
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.operations import cost as costs
+from perfops_cdk.operations.preflight import PreflightFailed
 from perfops_cdk.planners import changes
 from perfops_cdk.planners.cost import Estimate, Prices
 from perfops_cdk.planners.lifetime import left_text
@@ -140,6 +141,9 @@ def _finish(report: operations.Report, verb: str) -> None:
             )
     for line in report.swept:
         console.print(line, markup=False, highlight=False)
+    for run in report.runs:
+        for got in run.capacity:
+            console.print(got.line(), markup=False, highlight=False)
     if not report.changes and all(r.ok for r in report.runs):
         console.print(f"{verb}: no changes")
     if not all(r.ok for r in report.runs):
@@ -158,11 +162,15 @@ def deploy(
             "apply whose hosts AWS shows as declared."
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Deploy even where the preflight finds a region short of quota."),
+    ] = False,
     verbose: Verbose = False,
     prices: PricesOption = None,
 ) -> None:
-    """Synthesize, check AMIs, show the fleet and its cost per hour, plan every changed
-    stack, confirm once, apply concurrently."""
+    """Synthesize, check AMIs, capacity and quotas, show the fleet and its cost per hour,
+    plan every changed stack, confirm once, apply concurrently."""
     try:
         table = costs.read_prices(prices)
         report = operations.deploy(
@@ -171,10 +179,15 @@ def deploy(
             stack=stack,
             parallel=parallel,
             full=full,
+            force=force,
             confirm=_confirm(verbose),
             progress=_say,
             announce=_announce(table),
         )
+    except PreflightFailed as error:
+        for finding in error.findings:
+            errors.print(finding.line(), markup=False, highlight=False)
+        raise _fail(error) from None
     except PerfOpsError as error:
         raise _fail(error) from None
     _finish(report, "deploy")

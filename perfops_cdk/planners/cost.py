@@ -7,7 +7,9 @@ hours). A price the table does not hold is never guessed: the line names what is
 missing, and a total adds what is known and says that it is incomplete.
 
 A deployment that lists several instance types may get any of them, so its line is a
-range from the cheapest to the dearest type (vCPUs likewise).
+range from the cheapest to the dearest type (vCPUs likewise). A spot deployment with
+an on-demand fallback in place (spot fell short) is priced as it runs: the fallback's
+hosts on demand, in place of as many spot hosts.
 """
 
 from __future__ import annotations
@@ -225,6 +227,9 @@ def estimate(groups: Iterable[HostGroup], prices: Prices) -> Estimate:
             continue
         missing: list[str] = []
         spot = group.hosts - group.on_demand_hosts if group.market == SPOT else 0
+        # The on-demand fallback (planners/capacity.py) stands in for spot hosts spot
+        # could not give: as many hosts run, that many of them on demand.
+        spot -= min(group.fallback_hosts, spot)
         on_demand = group.hosts - spot
         types, region = group.instance_types, group.region
         per_hour = (

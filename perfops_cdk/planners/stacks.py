@@ -43,6 +43,7 @@ class HostGroup:
     containers_per_host: int
     batches: dict[str, int] = attrs.field(factory=dict, eq=False)
     lifetime: str | None = None  # the hosts' perf-ops:lifetime tag, e.g. "8h"
+    fallback_hosts: int = 0
 
     @classmethod
     def from_note(cls, app_stack: str, region: str, uuid: str, name: str, raw: Any) -> HostGroup:
@@ -67,6 +68,7 @@ class HostGroup:
             containers_per_host=int(raw.get("containers_per_host", 0)),
             batches={str(k): int(v) for k, v in (raw.get("batches") or {}).items()},
             lifetime=raw.get("lifetime"),
+            fallback_hosts=int(raw.get("fallback_hosts", 0)),
         )
 
 

@@ -65,6 +65,8 @@ def check_lifetime(value: Any, field: str = "lifetime") -> None:
     ):
         shown: Any = value
         if isinstance(value, timedelta):
-            whole = not value.total_seconds() % 60 and value > timedelta(0)
-            shown = lifetime_text(value) if whole else str(value)
+            # "-1h" rather than Python's "-1 day, 23:00:00"; seconds as "0:01:30".
+            sign = "-" if value < timedelta(0) else ""
+            whole = not value.total_seconds() % 60
+            shown = sign + lifetime_text(abs(value)) if whole else str(value)
         raise InvalidField(field, shown, _ALLOWED)
