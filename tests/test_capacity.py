@@ -17,7 +17,8 @@ from perfops_cdk import (
     InvalidField,
     PerfOpsStack,
 )
-from perfops_cdk.planners.capacity import fulfilment
+from perfops_cdk.planners import leftovers
+from perfops_cdk.planners.capacity import fulfilment, refills
 from perfops_cdk.planners.preflight import RegionFacts, check, is_standard
 from perfops_cdk.planners.stacks import HostGroup
 from perfops_cdk.planners.status import Host
@@ -256,3 +257,44 @@ def test_on_demand_short_says_the_next_deploy_retries() -> None:
     assert got.line() == (
         "eu-west-1 web: 0 of 2 live (none); 2 short: EC2 had no capacity, the next deploy retries"
     )
+
+
+SPOT_STATE = _state({"0": ["i-0", "i-1"], "1": ["i-2"], "fallback": ["i-8"]})
+ALL = ['aws_ec2_fleet.web_hosts["0"]', 'aws_ec2_fleet.web_hosts["1"]']
+FALLBACK = 'aws_ec2_fleet.web_hosts["fallback"]'
+
+
+@pytest.mark.parametrize(
+    ("live", "topped_up", "expected"),
+    [
+        # Without the fallback every short fleet is replaced, to try again.
+        ({"i-0", "i-8"}, set(), ALL),
+        # Spot short but holding hosts: kept, the fallback tops it up.
+        ({"i-0", "i-2", "i-8"}, {"web_hosts"}, []),
+        # A batch whose hosts are all gone (lifetime over, reclaimed) is asked of spot
+        # again; the fallback is left to be resized after the apply.
+        ({"i-0", "i-1"}, {"web_hosts"}, ['aws_ec2_fleet.web_hosts["1"]']),
+        (set(), {"web_hosts"}, ALL),
+        # Spot batches whole again, the fallback's hosts gone: it is refilled.
+        ({"i-0", "i-1", "i-2"}, {"web_hosts"}, [FALLBACK]),
+    ],
+)
+def test_refills_keep_spot_hosts_and_ask_spot_again_for_fleets_left_empty(
+    live: set[str], topped_up: set[str], expected: list[str]
+) -> None:
+    """Which short fleets a deploy replaces, with and without the on-demand fallback."""
+    wanted = {ALL[0]: 2, ALL[1]: 1, FALLBACK: 1}
+    short = leftovers.short_fleets(SPOT_STATE, live, wanted)
+    assert refills(SPOT_STATE, live, short, topped_up) == expected
+
+
+def test_a_fallback_whose_hosts_are_all_gone_is_lost() -> None:
+    """Spot still short by the fallback's size and no fallback host live: lost (the
+    deploy applies once more to refill it); with its hosts live, or no fallback, not."""
+    spot = group(hosts=3, market="spot", on_demand_hosts=0, fallback_to_on_demand=True)
+    state = _state({"0": ["i-0", "i-1", "i-2"], "fallback": ["i-8"]})
+    two_spot = _hosts(("i-0", "t3.large", "spot"), ("i-1", "t3.large", "spot"))
+    assert fulfilment(spot, state, two_spot, fallback=1).fallback_lost
+    with_fallback = [*two_spot, *_hosts(("i-8", "t3.large", "on-demand"))]
+    assert not fulfilment(spot, state, with_fallback, fallback=1).fallback_lost
+    assert not fulfilment(spot, state, two_spot, fallback=0).fallback_lost

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -25,6 +26,7 @@ from perfops_cdk.effects import ssh
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.planners.clients import ClientRow
 from perfops_cdk.planners.hosts import FleetHost, host_record, hosts_document
+from perfops_cdk.planners.lifetime import left_text, time_left
 from perfops_cdk.project import Project
 
 console = Console()
@@ -86,6 +88,7 @@ HOST_COLUMNS = (
     "availability_zone",
     "launch_time",
     "containers",
+    "expires",
 )
 
 
@@ -117,6 +120,7 @@ def _show_hosts(found: Sequence[FleetHost]) -> None:
     if not found:
         console.print("no hosts")
         return
+    now = datetime.now(UTC)
     groups: dict[tuple[str, str, str], list[FleetHost]] = {}
     for host in found:
         groups.setdefault((host.stack, host.deployment, host.region), []).append(host)
@@ -138,11 +142,14 @@ def _show_hosts(found: Sequence[FleetHost]) -> None:
             ("launched UTC", "left"),
             ("ctrs", "right"),
         )
-        for name, justify in columns:
+        # Time left before a host's lifetime is over, when the group has one.
+        expiring = any(h.instance.lifetime for h in members)
+        for name, justify in columns + ((("left", "right"),) if expiring else ()):
             table.add_column(name, justify=justify, no_wrap=True)
         for host in members:
             instance = host.instance
             zone = instance.availability_zone
+            left = [left_text(time_left(instance.expires, now))] if expiring else []
             table.add_row(
                 "-" if host.index is None else str(host.index),
                 instance.instance_id,
@@ -152,6 +159,7 @@ def _show_hosts(found: Sequence[FleetHost]) -> None:
                 zone.removeprefix(region) or zone,
                 instance.launch_time.strftime("%m-%d %H:%M"),
                 str(instance.containers),
+                *left,
             )
         console.print(table)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -13,14 +14,18 @@ from rich.console import Console
 from rich.table import Table
 
 from perfops_cdk import operations
-from perfops_cdk.cli import fleet
+from perfops_cdk.cli import cost, fleet
 from perfops_cdk.cli.images import images_app
 from perfops_cdk.doctor import check_environment
 from perfops_cdk.effects.emulator import Emulator
 from perfops_cdk.effects.terraform import show_plan
 from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.operations import cost as costs
 from perfops_cdk.operations.preflight import PreflightFailed
 from perfops_cdk.planners import changes
+from perfops_cdk.planners.cost import Estimate, Prices
+from perfops_cdk.planners.lifetime import left_text
+from perfops_cdk.planners.stacks import Unit
 from perfops_cdk.planners.status import StatusRow
 from perfops_cdk.project import Project
 
@@ -33,6 +38,14 @@ AutoApprove = Annotated[
     bool, typer.Option("--auto-approve", "-y", help="Apply without asking for confirmation.")
 ]
 StackOption = Annotated[str | None, typer.Option(help="Only this stack. Default: every stack.")]
+PricesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prices",
+        help="Price table (JSON, docs/operations.md#prices). Default: the AWS Price List "
+        "API and spot price history; none against the emulator.",
+    ),
+]
 
 
 def _fail(error: PerfOpsError) -> typer.Exit:
@@ -154,10 +167,12 @@ def deploy(
         typer.Option(help="Deploy even where the preflight finds a region short of quota."),
     ] = False,
     verbose: Verbose = False,
+    prices: PricesOption = None,
 ) -> None:
-    """Synthesize, check AMIs, capacity and quotas, plan every changed stack, confirm once,
-    apply concurrently."""
+    """Synthesize, check AMIs, capacity and quotas, show the fleet and its cost per hour,
+    plan every changed stack, confirm once, apply concurrently."""
     try:
+        table = costs.read_prices(prices)
         report = operations.deploy(
             Project.find(),
             auto_approve=auto_approve,
@@ -167,6 +182,7 @@ def deploy(
             force=force,
             confirm=_confirm(verbose),
             progress=_say,
+            announce=_announce(table),
         )
     except PreflightFailed as error:
         for finding in error.findings:
@@ -175,6 +191,13 @@ def deploy(
     except PerfOpsError as error:
         raise _fail(error) from None
     _finish(report, "deploy")
+
+
+def _announce(table: Prices | None) -> Callable[[Sequence[Unit]], None]:
+    def announce(units: Sequence[Unit]) -> None:
+        cost.show_fleet(console, costs.fleet_estimate(units, table))
+
+    return announce
 
 
 @app.command()
@@ -223,14 +246,18 @@ def status(
     all_regions: Annotated[
         bool, typer.Option(help="Look in every default region, not only the app's.")
     ] = False,
+    prices: PricesOption = None,
 ) -> None:
-    """Per deployment and region: hosts declared and live, ids, AMI; hosts of this
-    deployer that nothing declares. Exits 1 when reality differs from the declaration."""
+    """Per deployment and region: hosts declared and live, ids, AMI, time left, cost per
+    hour; hosts of this deployer that nothing declares. Exits 1 when reality differs
+    from the declaration."""
     try:
+        table = costs.read_prices(prices)
         result = operations.status(Project.find(), synth=synth, all_regions=all_regions)
+        running = costs.running_estimate(result, table)
     except PerfOpsError as error:
         raise _fail(error) from None
-    show_status(result)
+    show_status(result, running)
     if result.drift:
         raise typer.Exit(1)
 
@@ -245,10 +272,13 @@ STATUS_COLUMNS = (
     "containers",
     "AMI",
     "instances",
+    "left",
+    "USD/h",
 )
 
 
-def _status_cells(row: StatusRow) -> list[str]:
+def _status_cells(row: StatusRow, running: Estimate | None) -> list[str]:
+    price = cost.row_price(running, row.app_stack, row.deployment, row.region) if running else "-"
     return [
         row.app_stack,
         row.deployment if row.declared else f"{row.deployment} (not declared)",
@@ -261,24 +291,32 @@ def _status_cells(row: StatusRow) -> list[str]:
         else "-",
         row.ami,
         " ".join(row.instance_ids) or "-",
+        left_text(row.left),
+        price,
     ]
 
 
-def show_status(result: operations.Status) -> None:
-    """A table on a terminal; tab-separated lines with whole ids when piped."""
+def show_status(result: operations.Status, running: Estimate | None = None) -> None:
+    """A table and the running cost on a terminal; piped, tab-separated lines with whole
+    ids and nothing else (each row's cost is a column)."""
     if not console.is_terminal:
         # Plain lines: rich would expand the tabs.
-        for cells in (STATUS_COLUMNS, *(_status_cells(row) for row in result.rows)):
+        rows = (_status_cells(row, running) for row in result.rows)
+        for cells in (STATUS_COLUMNS, *rows):
             sys.stdout.write("\t".join(cells) + "\n")
         return
     table = Table(title=f"hosts in {', '.join(result.regions) or 'no region'}")
     for column in STATUS_COLUMNS:
         table.add_column(column, overflow="fold", no_wrap=column in ("AMI", "region"))
     for row in result.rows:
-        cells = _status_cells(row)
-        cells[-1] = "\n".join(row.instance_ids) or "-"
+        cells = _status_cells(row, running)
+        cells[STATUS_COLUMNS.index("instances")] = "\n".join(row.instance_ids) or "-"
         table.add_row(*cells, style="" if row.matches else "yellow")
     console.print(table)
+    if running is not None:
+        console.print(cost.total_line(running, "running"), markup=False, highlight=False)
+        for text in cost.detail_lines(running):
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
     if result.drift:
         errors.print("reality differs from the declaration: run perfops deploy to converge")
 

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from perfops_cdk._cdktf import Construct, warn
 from perfops_cdk.constructs.base import check_new_child, located
 from perfops_cdk.constructs.fleet import RegionFleet
+from perfops_cdk.constructs.fleet_hosts import RegionHosts
 from perfops_cdk.constructs.image import ImageAsset
 from perfops_cdk.constructs.stack import name_in_stack, owning_stack
 from perfops_cdk.errors import InvalidField
+from perfops_cdk.planners.lifetime import LIFETIME_TAG, lifetime_part
 from perfops_cdk.planners.user_data import check_user_data_size, render_user_data
 from perfops_cdk.props.capacity import Capacity
 from perfops_cdk.props.deployment import DeploymentProps, RootVolume, Spot, UserDataPart
+from perfops_cdk.props.lifetime import lifetime_text
 from perfops_cdk.props.network import ALLOW_EGRESS, SecurityGroup, allow_ssh
 from perfops_cdk.props.tags import (
     MANAGED_BY,
+    RESERVED_TAGS,
     TAG_DEPLOYMENT,
     TAG_IMAGE,
     TAG_MANAGED_BY,
@@ -25,6 +30,7 @@ from perfops_cdk.props.tags import (
     TAG_UUID,
     resource_name,
 )
+from perfops_cdk.props.validators import MAX_TAGS
 
 # Launch template names are at most 128 characters; ours end in "-<10-char hash>".
 _MAX_PREFIX = 128 - 11
@@ -52,6 +58,11 @@ class Deployment(Construct):
     :param user_data: extra first-boot shell parts. Default: none.
     :param tags: extra tags on hosts and their volumes. Default: only perfops' own.
     :param key_name: an EC2 key pair for SSH. Default: none.
+    :param lifetime: ``"8h"``, ``"90m"``, ``"2d"`` or a timedelta (10 minutes to 14
+        days): every host powers itself off, and so terminates, that long after its
+        first boot, and carries the tag ``perf-ops:lifetime``. A deploy after that
+        launches fresh hosts for another lifetime (docs/operations.md). Default: the
+        stack's ``lifetime``, else none: hosts run until destroyed.
     :param raw_attributes: extra ``aws_launch_template`` arguments (perf-ops'
         ``customConfig``).
         Strings in them reach Terraform literally, as every string perfops emits does;
@@ -81,6 +92,7 @@ class Deployment(Construct):
         tags: Mapping[str, str] | None = None,
         key_name: str | None = None,
         raw_attributes: Mapping[str, Any] | None = None,
+        lifetime: str | timedelta | None = None,
     ) -> None:
         path = check_new_child(scope, id)
         stack = owning_stack(scope, path)
@@ -98,6 +110,7 @@ class Deployment(Construct):
                 tags=tags or {},
                 key_name=key_name,
                 raw_attributes=raw_attributes or {},
+                lifetime=stack.lifetime if lifetime is None else lifetime,
             ),
         )
         if not isinstance(image, ImageAsset) or image.stack is not stack:
@@ -115,6 +128,9 @@ class Deployment(Construct):
         groups = located(path, lambda: self._resolve_groups(stack))
         self.amis = image.check_regions(self.props.used_regions, path)
         self._parts: list[UserDataPart] = []
+        if self.props.lifetime is not None:
+            located(path, self._check_lifetime_tag)
+            self._parts.append(lifetime_part(self.props.lifetime))
         located(path, lambda: self._check_parts(self.props.user_data))
         self._parts.extend(self.props.user_data)
         stack.claim_name(self.name, path)
@@ -126,6 +142,8 @@ class Deployment(Construct):
         # Tags only the hosts carry, added by constructs that extend the deployment
         # (HostContainers records its container count for ``perfops status``).
         self.instance_tags: dict[str, str] = {}
+        if self.props.lifetime is not None:
+            self.instance_tags[LIFETIME_TAG] = lifetime_text(self.props.lifetime)
         self.containers_per_host = 0
         for message in self.props.warnings():
             warn(self, message)
@@ -133,6 +151,20 @@ class Deployment(Construct):
             region: RegionFleet(self, stack.region_stack(region))
             for region in self.props.used_regions
         }
+
+    def hosts(self, region: str) -> RegionHosts:
+        """This deployment's live hosts in ``region`` as Terraform expressions: ``ids``,
+        ``public_ips`` and ``private_ips``, each a list token for other constructs'
+        attributes, in any stack (cdktf adds the cross-stack reference). The region
+        stack also outputs them as ``<name>_instance_ids``, ``<name>_public_ips`` and
+        ``<name>_private_ips``; ``output_names`` gives those names."""
+        fleet = self.fleets.get(region)
+        if fleet is None:
+            used = ", ".join(self.fleets) or "none"
+            raise InvalidField("hosts(region)", region, f"this deployment has hosts in: {used}").at(
+                self.node.path
+            )
+        return fleet.live_hosts.record()
 
     def add_user_data(self, part: UserDataPart) -> None:
         """Add a first-boot part; the rendered whole must stay within EC2's 16 KB."""
@@ -157,6 +189,14 @@ class Deployment(Construct):
                 raise InvalidField("user_data", part.name, "part names must be unique")
             names.add(part.name)
         check_user_data_size(render_user_data([*self._parts, *new]))
+
+    def _check_lifetime_tag(self) -> None:
+        if len(self.props.tags) + RESERVED_TAGS + 1 > MAX_TAGS:
+            raise InvalidField(
+                "tags",
+                f"{len(self.props.tags)} tags",
+                f"lifetime adds the {LIFETIME_TAG!r} tag to hosts; AWS allows {MAX_TAGS}",
+            )
 
     def tags_for(self, name: str) -> dict[str, str]:
         """Our tags (which user tags may not replace) over the user's."""

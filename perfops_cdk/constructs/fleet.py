@@ -12,10 +12,12 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from perfops_cdk._cdktf import Construct, RawDataSource, RawResource, TerraformOutput
+from perfops_cdk._cdktf import Construct, RawDataSource, RawResource
+from perfops_cdk.constructs.fleet_hosts import LiveHosts
 from perfops_cdk.constructs.region import RegionStack
 from perfops_cdk.planners import batches
 from perfops_cdk.planners.capacity import FALLBACK_KEY
+from perfops_cdk.planners.lifetime import LIFETIME_TAG, SHUTDOWN_BEHAVIOR
 from perfops_cdk.props.expression import Expression
 from perfops_cdk.props.tags import resource_name
 
@@ -77,13 +79,8 @@ class RegionFleet(Construct):
         )
         self._fleets()
         region_stack.add_summary(name, self.summary)
-        output = TerraformOutput(
-            self,
-            "instance_ids",
-            value=f"${{flatten([for f in aws_ec2_fleet.{name}_hosts : "
-            f"flatten(f.fleet_instance_set[*].instance_ids)])}}",
-        )
-        output.override_logical_id(f"{name}_instance_ids")
+        # Outputs <name>_instance_ids, _public_ips, _private_ips; Deployment.hosts().
+        self.live_hosts = LiveHosts(self, deployment.tags_for(""))
 
     @property
     def capacity(self) -> Any:
@@ -177,6 +174,9 @@ class RegionFleet(Construct):
             content["user_data"] = base64.b64encode(user_data.encode()).decode()
         if props.key_name:
             content["key_name"] = props.key_name
+        if props.lifetime is not None:
+            # Its user data powers the host off when the lifetime is over (planners/lifetime.py).
+            content["instance_initiated_shutdown_behavior"] = SHUTDOWN_BEHAVIOR
         content.update(props.raw_attributes)
         return content
 
@@ -307,4 +307,5 @@ class RegionFleet(Construct):
                 for g in deployment.groups
             ],
             "containers_per_host": deployment.containers_per_host,
+            "lifetime": deployment.instance_tags.get(LIFETIME_TAG),
         }

@@ -6,6 +6,7 @@ import os
 import secrets
 import string
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from perfops_cdk.effects.ledger import state_dir_for
 from perfops_cdk.effects.state_file import DEFAULT_STATE_FILE
 from perfops_cdk.errors import InvalidField, PerfOpsError
 from perfops_cdk.jsii_env import COLLECT_IMAGES_CONTEXT
+from perfops_cdk.props.lifetime import check_lifetime, to_lifetime
 from perfops_cdk.props.network import SecurityGroup
 from perfops_cdk.props.regions import check_region, provider_alias
 from perfops_cdk.props.validators import check_path, check_uuid
@@ -86,6 +88,9 @@ class PerfOpsStack(TerraformStack):
         real deploy.
     :param security_groups: named groups that deployments can list by name, beside the
         built-in ``allow-ssh`` and ``allow-egress``.
+    :param lifetime: the ``lifetime`` of every Deployment in this stack that does not
+        give its own (``"8h"``, a timedelta; see Deployment). Default: none, hosts run
+        until destroyed.
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class PerfOpsStack(TerraformStack):
         backend: S3State | LocalState | None = None,
         project_dir: str | Path | None = None,
         security_groups: Sequence[SecurityGroup] = (),
+        lifetime: str | timedelta | None = None,
     ) -> None:
         path = check_new_child(scope, id)
         located(path, lambda: check_path(project_dir, "project_dir", "directory"))
@@ -110,6 +116,8 @@ class PerfOpsStack(TerraformStack):
         self.home_region = located(path, lambda: check_region(home_region, "home_region"))
         self.uuid = located(path, lambda: resolve_uuid(uuid, self.project_dir))
         self._groups = located(path, lambda: _named_groups(security_groups))
+        self.lifetime: timedelta | None = to_lifetime(lifetime)
+        located(path, lambda: check_lifetime(self.lifetime))
         self.endpoint = endpoint_url()
         self.state_dir = state_dir_for(self.project_dir, self.endpoint)
         self.backend = backend or LocalState()

@@ -6,6 +6,7 @@ from typing import Any
 
 from perfops_cdk.effects import aws
 from perfops_cdk.planners.containers import CONTAINERS_TAG
+from perfops_cdk.planners.lifetime import LIFETIME_TAG
 from perfops_cdk.planners.status import Host
 from perfops_cdk.props.tags import TAG_DEPLOYMENT, TAG_STACK, TAG_UUID
 
@@ -45,6 +46,7 @@ def hosts(region: str, uuid: str, ec2: Any | None = None) -> list[Host]:
                     public_ip=instance.get("PublicIpAddress", ""),
                     private_ip=instance.get("PrivateIpAddress", ""),
                     containers=_count(tags.get(CONTAINERS_TAG)),
+                    lifetime=tags.get(LIFETIME_TAG),
                 )
             )
     return found

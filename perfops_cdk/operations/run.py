@@ -32,7 +32,7 @@ from perfops_cdk.operations.loading import (
     record_blocks,
 )
 from perfops_cdk.planners import leftovers, stacks
-from perfops_cdk.planners.capacity import Fulfilment, fulfilment
+from perfops_cdk.planners.capacity import Fulfilment, fulfilment, refills
 from perfops_cdk.planners.leftovers import Resource
 from perfops_cdk.planners.stacks import Unit
 from perfops_cdk.project import Project
@@ -130,7 +130,7 @@ def _prepare(loaded: Loaded, unit: Unit, mode: Mode) -> UnitRun:
                 r.id for r in found if r.kind == "instance" and r.state in ("pending", "running")
             }
             # Spot with fallback: what spot could not give is topped up on demand after
-            # the apply; any other short fleet is replaced, to try again.
+            # the apply; any other short fleet is replaced, to try again (refills).
             topped_up = {
                 f"{g.deployment}_hosts"
                 for g in unit.groups
@@ -141,11 +141,8 @@ def _prepare(loaded: Loaded, unit: Unit, mode: Mode) -> UnitRun:
                 for g in unit.groups
                 for key, hosts in g.batches.items()
             }
-            replace = [
-                address
-                for address in leftovers.short_fleets(state, live, wanted)
-                if address.split(".")[1].split("[")[0] not in topped_up
-            ]
+            short = leftovers.short_fleets(state, live, wanted)
+            replace = refills(state, live, short, topped_up)
             unchanged = not mode.full and loaded.applied(unit) == loaded.digest(unit)
             if unchanged and not orphans and not replace and leftovers.matches(unit.groups, found):
                 return UnitRun(unit=unit, skipped=True, seconds=time.monotonic() - started)
@@ -234,7 +231,8 @@ def _capacity(loaded: Loaded, unit: Unit, state: dict[str, Any]) -> tuple[list[F
     hosts = ec2_instances.hosts(unit.region, unit.uuid)
     found = [fulfilment(g, state, hosts, g.fallback_hosts) for g in unit.groups]
     wanted = {f.deployment: f.fallback_needed for f in found if f.fallback_needed}
-    if wanted == {f.deployment: f.fallback for f in found if f.fallback}:
+    recorded = {f.deployment: f.fallback for f in found if f.fallback}
+    if wanted == recorded and not any(f.fallback_lost for f in found):
         return found, False
     path = loaded.ledger_for(unit)
     if path is not None:
@@ -292,16 +290,21 @@ def deploy(
     force: bool = False,
     confirm: Confirm | None = None,
     progress: Progress = lambda _: None,
+    announce: Callable[[Sequence[Unit]], None] | None = None,
 ) -> Report:
     """Synthesize, check (AMIs, types offered, vCPU quotas, orphans, lost hosts), plan
     every changed stack, confirm, apply concurrently. ``full``: run Terraform on
-    unchanged stacks too. ``force``: go on when the preflight finds a region short."""
+    unchanged stacks too. ``force``: go on when the preflight finds a region short.
+    ``announce`` is called once with the selected units before any is planned, with or
+    without ``auto_approve`` (the CLI shows the fleet and its cost there)."""
     project.synth()
     loaded = load(project)
     units = _units(loaded, stack)
     preflight.check_amis([g for u in units for g in u.groups], parallel=parallel)
     for finding in preflight.check_capacity(units, parallel=parallel, force=force):
         progress(finding.line())
+    if announce is not None:
+        announce(units)
     mode = Mode(auto_approve=auto_approve, full=full)
     report = _run(loaded, units, mode, confirm=confirm, parallel=parallel, progress=progress)
     again = [r.unit.name for r in report.runs if r.retry and r.ok]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import attrs
 
 from perfops_cdk.effects import ec2_instances
 from perfops_cdk.operations.loading import concurrently, load, regions_of
-from perfops_cdk.planners.status import StatusRow, drift, status_rows
+from perfops_cdk.planners.stacks import HostGroup
+from perfops_cdk.planners.status import Host, StatusRow, drift, status_rows
 from perfops_cdk.project import Project
 from perfops_cdk.props.regions import DEFAULT_REGIONS
 
@@ -18,19 +21,28 @@ class Status:
     rows: tuple[StatusRow, ...]
     regions: tuple[str, ...]
     synthesized: bool
+    groups: tuple[HostGroup, ...] = ()  # as declared
+    hosts: tuple[Host, ...] = ()  # as EC2 reports them, for the running cost
 
     @property
     def drift(self) -> bool:
         return drift(self.rows)
 
 
-def status(project: Project, *, synth: bool | None = None, all_regions: bool = False) -> Status:
+def status(
+    project: Project,
+    *,
+    synth: bool | None = None,
+    all_regions: bool = False,
+    now: datetime | None = None,
+) -> Status:
     """Per stack, deployment and region: hosts declared and live, and live hosts of the
     deployer no declaration accounts for. Looks in every region the project declares or
     still has region stacks in (``all_regions``: every default region too).
 
     ``synth`` None: re-synthesize only when the app's sources are newer than the last
-    synthesis; True or False force it either way.
+    synthesis; True or False force it either way. ``now``: the clock for the hosts'
+    time left (default: the current time).
     """
     synthesized = synth if synth is not None else project.stale()
     if synthesized:
@@ -44,5 +56,12 @@ def status(project: Project, *, synth: bool | None = None, all_regions: bool = F
     places = sorted((uuid, region) for uuid in uuids for region in regions)
     found = concurrently(places, lambda p: ec2_instances.hosts(p[1], p[0]), STATUS_PARALLEL)
     groups = [g for u in units for g in u.groups]
-    rows = status_rows(groups, [h for hosts in found for h in hosts])
-    return Status(rows=tuple(rows), regions=tuple(sorted(regions)), synthesized=synthesized)
+    live = [h for hosts in found for h in hosts]
+    rows = status_rows(groups, live, now or datetime.now(UTC))
+    return Status(
+        rows=tuple(rows),
+        regions=tuple(sorted(regions)),
+        synthesized=synthesized,
+        groups=tuple(groups),
+        hosts=tuple(live),
+    )

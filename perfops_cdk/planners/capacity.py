@@ -48,6 +48,13 @@ class Fulfilment:
             return 0
         return max(0, self.declared - self.from_batches)
 
+    @property
+    def fallback_lost(self) -> bool:
+        """The fallback still needed at its size, and none of its hosts live (their
+        lifetime over): the region is applied once more, and ``refills`` replaces it."""
+        needed = self.fallback_needed
+        return bool(needed) and needed == self.fallback and self.live <= self.from_batches
+
     def line(self) -> str:
         types = ", ".join(f"{n} {t}" for t, n in self.by_type) or "none"
         head = f"{self.region} {self.deployment}: {self.live} of {self.declared} live ({types}"
@@ -105,3 +112,36 @@ def fulfilment(
         by_type=tuple(sorted(types.items())),
         fallback_allowed=group.market == "spot" and group.fallback_to_on_demand,
     )
+
+
+def refills(
+    state: Mapping[str, Any], live: set[str], short: Iterable[str], topped_up: set[str]
+) -> list[str]:
+    """The fleet addresses a deploy replaces, out of the ``short`` ones
+    (leftovers.short_fleets).
+
+    A short fleet of a deployment whose spot is ``topped_up`` by the on-demand fallback
+    is kept: replacing it would terminate the spot hosts it did get. Except when every
+    host it launched is gone (lifetimes over, the whole batch reclaimed): replacing it
+    then terminates nothing and asks spot again, rather than letting the fallback
+    bring the deployment back all on-demand. The fallback fleet itself is replaced
+    that way only when none of its deployment's spot fleets is, since the fallback is
+    resized after the apply by what spot then gives.
+    """
+    lost = {
+        f'aws_ec2_fleet.{fleet}["{key}"]'
+        for fleet in topped_up
+        for key, launched in launched_by_batch(state, fleet.removesuffix("_hosts")).items()
+        if launched and not launched & live
+    }
+    replace: list[str] = []
+    fallbacks: list[str] = []
+    for address in sorted(short):
+        fleet = address.split(".")[1].split("[")[0]
+        if fleet not in topped_up:
+            replace.append(address)
+        elif address in lost:
+            (fallbacks if address.endswith(f'["{FALLBACK_KEY}"]') else replace).append(address)
+    renewed = {a.split("[")[0] for a in replace}
+    replace += [a for a in fallbacks if a.split("[")[0] not in renewed]
+    return sorted(replace)

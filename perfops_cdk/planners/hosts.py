@@ -20,6 +20,7 @@ import attrs
 
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.planners.containers import CONTAINERS_TAG
+from perfops_cdk.planners.lifetime import LIFETIME_TAG, expires_at
 from perfops_cdk.planners.status import LIVE_STATES
 from perfops_cdk.props.tags import TAG_STACK, TAG_UUID
 
@@ -58,6 +59,12 @@ class Instance:
     availability_zone: str
     launch_time: datetime
     key_name: str | None
+    lifetime: str | None = None  # the perf-ops:lifetime tag, e.g. "8h"
+
+    @property
+    def expires(self) -> datetime | None:
+        """When the host terminates itself: launch time + lifetime (None without one)."""
+        return expires_at(self.launch_time, self.lifetime)
 
     @classmethod
     def from_ec2(cls, region: str, raw: Mapping[str, Any]) -> Instance:
@@ -83,6 +90,7 @@ class Instance:
             availability_zone=raw.get("Placement", {}).get("AvailabilityZone", "?"),
             launch_time=launched,
             key_name=raw.get("KeyName") or None,
+            lifetime=tags.get(LIFETIME_TAG) or None,
         )
 
 
@@ -319,13 +327,19 @@ def host_record(host: FleetHost) -> dict[str, object]:
         "public_ip": instance.public_ip,
         "private_ip": instance.private_ip,
         "availability_zone": instance.availability_zone,
-        "launch_time": instance.launch_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "launch_time": _utc(instance.launch_time),
         "containers": instance.containers,
         "key_name": instance.key_name,
         "image": instance.image,
         "name": instance.name,
         "uuid": instance.uuid,
+        "lifetime": instance.lifetime,
+        "expires": _utc(instance.expires),
     }
+
+
+def _utc(moment: datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
 def hosts_document(hosts: Sequence[FleetHost], scopes: Sequence[StackScope]) -> dict[str, object]:

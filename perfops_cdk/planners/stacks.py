@@ -42,6 +42,7 @@ class HostGroup:
     security_groups: tuple[str, ...]
     containers_per_host: int
     batches: dict[str, int] = attrs.field(factory=dict, eq=False)
+    lifetime: str | None = None  # the hosts' perf-ops:lifetime tag, e.g. "8h"
     fallback_hosts: int = 0
 
     @classmethod
@@ -66,6 +67,7 @@ class HostGroup:
             security_groups=tuple(raw.get("security_groups", ())),
             containers_per_host=int(raw.get("containers_per_host", 0)),
             batches={str(k): int(v) for k, v in (raw.get("batches") or {}).items()},
+            lifetime=raw.get("lifetime"),
             fallback_hosts=int(raw.get("fallback_hosts", 0)),
         )
 
@@ -97,10 +99,14 @@ def _content(stack_json: Mapping[str, Any]) -> bool:
 def read_units(manifest: Mapping[str, Any], stacks: Mapping[str, Mapping[str, Any]]) -> list[Unit]:
     """The units of a synthesized app: ``manifest.json`` and each stack's JSON by name."""
     units = []
-    for name, entry in sorted(manifest.get("stacks", {}).items()):
+    entries = manifest.get("stacks", {})
+    # cdktf lists a dependency by construct path: a region stack (nested in its
+    # PerfOpsStack) is "perf-ops/perf-ops-eu-west-1", its name "perf-ops-eu-west-1".
+    by_path = {entry.get("constructPath", name): name for name, entry in entries.items()}
+    for name, entry in sorted(entries.items()):
         stack_json = stacks[name]
         note = stack_json.get("//", {}).get("perfops") or {}
-        dependencies = tuple(entry.get("dependencies", ()))
+        dependencies = tuple(by_path.get(d, d) for d in entry.get("dependencies", ()))
         kind = note.get("kind")
         if kind == REGION:
             app_stack, region, uuid = note["app_stack"], note["region"], note["uuid"]

@@ -10,9 +10,11 @@ they bill all the same.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 
 import attrs
 
+from perfops_cdk.planners.lifetime import expires_at, time_left
 from perfops_cdk.planners.stacks import HostGroup
 
 LIVE_STATES = frozenset({"pending", "running"})
@@ -35,6 +37,16 @@ class Host:
     public_ip: str = ""
     private_ip: str = ""
     containers: int = 0
+    lifetime: str | None = None  # the perf-ops:lifetime tag
+
+    @property
+    def expires(self) -> datetime | None:
+        """When the host terminates itself (launch time + lifetime), if it has a lifetime."""
+        try:
+            launched = datetime.fromisoformat(self.launch_time)
+        except ValueError:
+            return None
+        return expires_at(launched, self.lifetime)
 
 
 @attrs.frozen
@@ -52,6 +64,7 @@ class StatusRow:
     instance_types: tuple[str, ...] = ()
     spot: int = 0
     declared: bool = True
+    left: timedelta | None = None  # until the first live host's lifetime is over
 
     @property
     def containers_planned(self) -> int:
@@ -69,8 +82,11 @@ class StatusRow:
         return self.live == self.planned and self.running == self.planned
 
 
-def status_rows(groups: Iterable[HostGroup], hosts: Iterable[Host]) -> list[StatusRow]:
-    """Join declared groups and live hosts per stack, deployment and region."""
+def status_rows(
+    groups: Iterable[HostGroup], hosts: Iterable[Host], now: datetime | None = None
+) -> list[StatusRow]:
+    """Join declared groups and live hosts per stack, deployment and region; with
+    ``now``, each row has the time left of its first host to expire."""
     by_key: dict[tuple[str, str, str], list[Host]] = {}
     for host in hosts:
         if host.state in LIVE_STATES:
@@ -78,16 +94,22 @@ def status_rows(groups: Iterable[HostGroup], hosts: Iterable[Host]) -> list[Stat
     rows = []
     for group in groups:
         live = by_key.pop((group.app_stack, group.deployment, group.region), [])
-        rows.append(_row(group.app_stack, group.deployment, group.region, live, group))
+        rows.append(_row(group.app_stack, group.deployment, group.region, live, group, now))
     for (app_stack, deployment, region), live in by_key.items():
-        rows.append(_row(app_stack, deployment, region, live, None))
+        rows.append(_row(app_stack, deployment, region, live, None, now))
     return sorted(rows, key=lambda r: (r.app_stack, r.deployment, r.region, not r.declared))
 
 
 def _row(
-    app_stack: str, deployment: str, region: str, live: Sequence[Host], group: HostGroup | None
+    app_stack: str,
+    deployment: str,
+    region: str,
+    live: Sequence[Host],
+    group: HostGroup | None,
+    now: datetime | None,
 ) -> StatusRow:
     amis = sorted({h.ami for h in live})
+    expiries = [e for e in (h.expires for h in live) if e is not None]
     return StatusRow(
         app_stack=app_stack,
         deployment=deployment,
@@ -104,6 +126,7 @@ def _row(
         else tuple(sorted({h.instance_type for h in live})),
         spot=sum(1 for h in live if h.lifecycle == "spot"),
         declared=group is not None,
+        left=time_left(min(expiries), now) if expiries and now else None,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import attrs
@@ -21,6 +22,7 @@ from perfops_cdk.props.fields import (
     to_tuple,
     using,
 )
+from perfops_cdk.props.lifetime import check_lifetime, to_lifetime
 from perfops_cdk.props.network import SecurityGroup
 from perfops_cdk.props.raw_attributes import check_raw_attributes
 from perfops_cdk.props.regions import check_region
@@ -144,6 +146,9 @@ class DeploymentProps:
     key_name: str | None = attrs.field(default=None, validator=optional(using(check_key_name)))
     raw_attributes: dict[str, Any] = attrs.field(
         factory=dict, converter=to_dict, validator=using(check_raw_attributes)
+    )
+    lifetime: timedelta | None = attrs.field(
+        default=None, converter=to_lifetime, validator=using(check_lifetime)
     )
 
     def __attrs_post_init__(self) -> None:

@@ -1,8 +1,10 @@
-"""Memory of common EC2 instance types, for HostContainers' memory check.
+"""Memory and vCPUs of common EC2 instance types, for HostContainers' memory check
+and the fleet summary of ``perfops deploy``.
 
-Not every type AWS sells: a type missing here is not an error, the check is skipped.
-Within a family memory is vCPUs x a fixed GiB-per-vCPU ratio, so the table is built
-from (families, ratio, sizes) rather than typed out size by size.
+Not every type AWS sells: a type missing here is not an error, the check is skipped
+and the vCPUs are shown as unknown. Within a family memory is vCPUs x a fixed
+GiB-per-vCPU ratio, so the table is built from (families, ratio, sizes) rather than
+typed out size by size.
 """
 
 from __future__ import annotations
@@ -47,15 +49,15 @@ _FAMILIES: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
     (("c6g", "c6gd", "c7g", "c7gd"), 2, _GRAVITON),
 )
 
-# Burstable types do not follow a ratio.
-_BURSTABLE_GIB = {
-    "nano": 0.5,
-    "micro": 1,
-    "small": 2,
-    "medium": 4,
-    "large": 8,
-    "xlarge": 16,
-    "2xlarge": 32,
+# Burstable types do not follow a ratio: (vCPUs, GiB).
+_BURSTABLE = {
+    "nano": (2, 0.5),
+    "micro": (2, 1),
+    "small": (2, 2),
+    "medium": (2, 4),
+    "large": (2, 8),
+    "xlarge": (4, 16),
+    "2xlarge": (8, 32),
 }
 
 INSTANCE_MEMORY_MIB: dict[str, int] = {
@@ -68,9 +70,25 @@ INSTANCE_MEMORY_MIB: dict[str, int] = {
     **{
         f"{family}.{size}": int(gib * _GIB)
         for family in ("t3", "t3a")
-        for size, gib in _BURSTABLE_GIB.items()
+        for size, (_, gib) in _BURSTABLE.items()
     },
 }
+
+
+INSTANCE_VCPUS: dict[str, int] = {
+    **{
+        f"{family}.{size}": _VCPUS[size]
+        for families, _, sizes in _FAMILIES
+        for family in families
+        for size in sizes
+    },
+    **{f"{family}.{size}": v for family in ("t3", "t3a") for size, (v, _) in _BURSTABLE.items()},
+}
+
+
+def vcpus(instance_type: str) -> int | None:
+    """The instance type's vCPUs, or None when the table does not know it."""
+    return INSTANCE_VCPUS.get(instance_type)
 
 
 def memory_mib(instance_type: str) -> int | None:

@@ -1,0 +1,101 @@
+"""Rendering of cost estimates: the fleet ``perfops deploy`` is about to run, and the
+running cost ``perfops status`` shows. Render only; planners/cost.py decides."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from perfops_cdk.planners.cost import CostLine, Estimate, span_text
+
+HOURS_PER_DAY = 24
+
+
+def line_price(line: CostLine) -> str:
+    """``0.576``, ``0.50-0.60``; ``>=0.576`` when a price is missing, ``?`` when all are."""
+    if line.complete:
+        return span_text(line.per_hour)
+    if line.per_hour.high == 0:
+        return "?"
+    return f">={span_text(line.per_hour)}"
+
+
+def _market(line: CostLine) -> str:
+    if line.spot and line.on_demand:
+        return f"spot ({line.on_demand} on-demand)"
+    return "spot" if line.spot else "on-demand"
+
+
+def total_line(estimate: Estimate, what: str) -> str:
+    """``fleet: 7 hosts, 44 vCPUs, 2.49 USD/h (59.79 USD/day)``, saying when it is only
+    a lower bound."""
+    vcpus = estimate.vcpus
+    cores = f"{span_text(vcpus, money=False)} vCPUs" if vcpus is not None else "vCPUs unknown"
+    hour = estimate.per_hour
+    day = hour.times(HOURS_PER_DAY)
+    money = f"{span_text(hour)} USD/h ({span_text(day)} USD/day)"
+    if estimate.incomplete:
+        lacking = "line lacks" if estimate.incomplete == 1 else "lines lack"
+        lacking = f"{estimate.incomplete} {lacking} a price"
+        known = hour.high > 0
+        money = f"at least {money}; {lacking}" if known else f"cost unknown: {lacking}"
+    return f"{what}: {estimate.hosts} hosts, {cores}, {money}"
+
+
+def detail_lines(estimate: Estimate) -> list[str]:
+    """What is missing per line, where the prices came from, and what went wrong."""
+    lines = [
+        f"  {line.deployment}/{line.region}: {'; '.join(line.missing)}"
+        for line in estimate.lines
+        if line.missing
+    ]
+    lines.append(f"prices: {estimate.prices.source}")
+    lines += [f"prices: {note}" for note in estimate.prices.notes]
+    return lines
+
+
+def lifetime_line(estimate: Estimate) -> str | None:
+    """One line naming the deployments whose hosts run until destroyed, if any."""
+    names = estimate.without_lifetime
+    if not names:
+        return None
+    return (
+        f"no lifetime: the hosts of {', '.join(names)} run until destroyed "
+        '(Deployment(lifetime="8h") or PerfOpsStack(lifetime=...) makes hosts terminate '
+        "themselves)"
+    )
+
+
+def show_fleet(console: Console, estimate: Estimate) -> None:
+    """The fleet a deploy converges to and its cost per hour, before anything is planned."""
+    several = len({line.app_stack for line in estimate.lines}) > 1
+    table = Table(box=None, pad_edge=False)
+    names = ("deployment", "region", "hosts", "vCPUs", "types", "market", "lifetime", "USD/h")
+    for name in names:
+        table.add_column(name, justify="right" if name in ("hosts", "vCPUs", "USD/h") else "left")
+    for line in estimate.lines:
+        table.add_row(
+            f"{line.app_stack}:{line.deployment}" if several else line.deployment,
+            line.region,
+            str(line.hosts),
+            span_text(line.vcpus, money=False) if line.vcpus is not None else "?",
+            ", ".join(line.instance_types),
+            _market(line),
+            line.lifetime or "-",
+            line_price(line),
+        )
+    console.print(total_line(estimate, "fleet"), markup=False, highlight=False, soft_wrap=True)
+    if estimate.lines:
+        console.print(table)
+    for text in detail_lines(estimate):
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+    if (note := lifetime_line(estimate)) is not None:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+
+
+def row_price(estimate: Estimate, app_stack: str, deployment: str, region: str) -> str:
+    """The running cost of one status row, ``-`` when none of its hosts runs."""
+    for line in estimate.lines:
+        if (line.app_stack, line.deployment, line.region) == (app_stack, deployment, region):
+            return line_price(line)
+    return "-"
