@@ -11,9 +11,12 @@ import http.client
 import random
 import threading
 import time
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
+
+import attrs
 
 THROTTLED = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
@@ -26,6 +29,23 @@ UNAVAILABLE = (
     b"</Error></Errors><RequestID>faultproxy</RequestID></Response>"
 )
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+@attrs.frozen
+class Reply:
+    """An answer the proxy gives itself instead of forwarding."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+@attrs.frozen
+class Forward:
+    """Forward ``body`` upstream, then pass the upstream response body through ``after``."""
+
+    body: bytes
+    after: Callable[[bytes], bytes] = lambda body: body
 
 
 class FaultProxy:
@@ -58,6 +78,11 @@ class FaultProxy:
     ) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def intercept(self, headers: Mapping[str, str], body: bytes) -> Reply | Forward:
+        """Seam for shims built on this proxy (tests/capacityshim.py): answer a request
+        here, or rewrite it and its response. The plain proxy forwards as is."""
+        return Forward(body)
 
     def _should_fail(self) -> bool:
         with self._lock:
@@ -105,6 +130,13 @@ class FaultProxy:
                     self._reply(503, [("Content-Type", "text/xml")], fault)
                     return
                 time.sleep(proxy.delay_s)
+                decided = proxy.intercept(dict(self.headers.items()), body)
+                if isinstance(decided, Reply):
+                    self._reply(
+                        decided.status, [("Content-Type", decided.content_type)], decided.body
+                    )
+                    return
+                body = decided.body
                 upstream = http.client.HTTPConnection(
                     proxy.upstream.hostname or "127.0.0.1", proxy.upstream.port, timeout=60
                 )
@@ -115,7 +147,8 @@ class FaultProxy:
                     headers["Host"] = self.headers.get("Host", proxy.upstream.netloc)
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     response = upstream.getresponse()
-                    self._reply(response.status, response.getheaders(), response.read())
+                    answer = decided.after(response.read())
+                    self._reply(response.status, response.getheaders(), answer)
                 finally:
                     upstream.close()
                 with proxy._lock:

@@ -125,13 +125,16 @@ def test_orphans_are_what_no_state_records() -> None:
 
 def test_short_fleets_are_those_that_lost_or_never_got_hosts() -> None:
     """A fleet with a launched host gone, or fewer hosts than asked, is to be replaced."""
-    assert leftovers.short_fleets(FLEET_STATE, {"i-1", "i-2", "i-3"}) == [
+    wanted = {'aws_ec2_fleet.web_hosts["0"]': 2, 'aws_ec2_fleet.web_hosts["1"]': 2}
+    assert leftovers.short_fleets(FLEET_STATE, {"i-1", "i-2", "i-3"}, wanted) == [
         'aws_ec2_fleet.web_hosts["1"]'
     ]
-    assert leftovers.short_fleets(FLEET_STATE, {"i-2", "i-3"}) == [
+    assert leftovers.short_fleets(FLEET_STATE, {"i-2", "i-3"}, wanted) == [
         'aws_ec2_fleet.web_hosts["0"]',
         'aws_ec2_fleet.web_hosts["1"]',
     ]
+    # what a fleet got is measured against the declaration, not what EC2 reads back
+    assert leftovers.short_fleets(FLEET_STATE, {"i-1", "i-2", "i-3"}, {}) == []
 
 
 def _note(region: str, deployments: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from perfops_cdk.doctor import check_aws, check_environment
 from perfops_cdk.effects.emulator import Emulator
 from perfops_cdk.effects.terraform import show_plan
 from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.operations.preflight import PreflightFailed
 from perfops_cdk.planners import changes
 from perfops_cdk.planners.status import StatusRow
 from perfops_cdk.project import Project
@@ -134,6 +135,9 @@ def _finish(report: operations.Report, verb: str) -> None:
             )
     for line in report.swept:
         console.print(line, markup=False, highlight=False)
+    for run in report.runs:
+        for got in run.capacity:
+            console.print(got.line(), markup=False, highlight=False)
     if not report.changes and all(r.ok for r in report.runs):
         console.print(f"{verb}: no changes")
     if not all(r.ok for r in report.runs):
@@ -152,9 +156,14 @@ def deploy(
             "apply whose hosts AWS shows as declared."
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Deploy even where the preflight finds a region short of quota."),
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
-    """Synthesize, check AMIs, plan every changed stack, confirm once, apply concurrently."""
+    """Synthesize, check AMIs, capacity and quotas, plan every changed stack, confirm once,
+    apply concurrently."""
     try:
         report = operations.deploy(
             Project.find(),
@@ -162,9 +171,14 @@ def deploy(
             stack=stack,
             parallel=parallel,
             full=full,
+            force=force,
             confirm=_confirm(verbose),
             progress=_say,
         )
+    except PreflightFailed as error:
+        for finding in error.findings:
+            errors.print(finding.line(), markup=False, highlight=False)
+        raise _fail(error) from None
     except PerfOpsError as error:
         raise _fail(error) from None
     _finish(report, "deploy")

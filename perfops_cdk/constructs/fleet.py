@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from perfops_cdk._cdktf import Construct, RawDataSource, RawResource, TerraformOutput
 from perfops_cdk.constructs.region import RegionStack
 from perfops_cdk.planners import batches
+from perfops_cdk.planners.capacity import FALLBACK_KEY
 from perfops_cdk.props.expression import Expression
 from perfops_cdk.props.tags import resource_name
 
@@ -97,6 +98,8 @@ class RegionFleet(Construct):
         return self.deployment.props.regions[self.region]
 
     def batches(self) -> list[batches.Batch]:
+        """The regular batches, and the on-demand fallback batch a deploy found spot
+        short of (planners/capacity.py), if any."""
         capacity = self.capacity
         on_demand = batches.on_demand_hosts(
             self.host_count,
@@ -104,7 +107,12 @@ class RegionFleet(Construct):
             base=capacity.on_demand_base,
             percent=capacity.on_demand_percent,
         )
-        return batches.split(self.host_count, capacity.batch_size, on_demand)
+        planned = batches.split(self.host_count, capacity.batch_size, on_demand)
+        if capacity.is_spot and capacity.fallback_to_on_demand:
+            extra = self.deployment.stack.fallback_hosts(self.region, self.name)
+            if extra:
+                planned.append(batches.Batch(FALLBACK_KEY, extra, extra))
+        return planned
 
     def _security_group(self, group_name: str, group: Any) -> Expression:
         deployment = self.deployment
@@ -287,7 +295,8 @@ class RegionFleet(Construct):
             "prebuilt_image": deployment.image.is_prebuilt,
             "instance_types": list(capacity.instance_types),
             "market": capacity.market,
-            "on_demand_hosts": sum(b.on_demand for b in self.batches()),
+            "on_demand_hosts": sum(b.on_demand for b in self.batches() if b.key != FALLBACK_KEY),
+            "fallback_hosts": sum(b.hosts for b in self.batches() if b.key == FALLBACK_KEY),
             "batches": {b.key: b.hosts for b in self.batches()},
             "fallback_to_on_demand": capacity.is_spot and capacity.fallback_to_on_demand,
             "max_price": capacity.max_price,

@@ -17,6 +17,7 @@ from perfops_cdk.constructs.region import (
     RegionStack,
     S3State,
     configure_backend,
+    region_stack_name,
     relative_to_stack_dir,
 )
 from perfops_cdk.effects import ledger
@@ -132,7 +133,8 @@ class PerfOpsStack(TerraformStack):
         )
         # Regions that once had hosts keep their (possibly empty) stack until perfops
         # has seen Terraform empty them: Terraform needs their provider to destroy.
-        for region in ledger.load(self.ledger_file).regions_of(id):
+        self._ledger = ledger.load(self.ledger_file)
+        for region in self._ledger.regions_of(id):
             self.region_stack(region)
 
     @property
@@ -152,6 +154,12 @@ class PerfOpsStack(TerraformStack):
     @property
     def security_group_names(self) -> list[str]:
         return sorted(self._groups)
+
+    def fallback_hosts(self, region: str, deployment: str) -> int:
+        """On-demand hosts a deploy found spot short of (planners/capacity.py), to be
+        declared as the deployment's fallback batch in ``region``."""
+        entry = self._ledger.stacks.get(region_stack_name(self.node.id, region))
+        return entry.fallback.get(deployment, 0) if entry else 0
 
     def claim_name(self, name: str, path: str) -> None:
         """Reserve a deployment's name (its resources' names derive from it)."""

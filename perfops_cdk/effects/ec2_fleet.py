@@ -72,6 +72,8 @@ def find(region: str, uuid: str, stack: str, ec2: Any | None = None) -> list[Res
         "SpotInstanceRequests",
         Filters=[*filters, {"Name": "state", "Values": list(OPEN_SPOT_STATES)}],
     ):
+        if request.get("InstanceId"):
+            continue  # fulfilled: it goes with its instance, which is looked at itself
         tags = _tags(request.get("Tags"))
         found.append(
             _resource(

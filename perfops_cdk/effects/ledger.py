@@ -46,6 +46,8 @@ class RegionStack:
     provider: dict[str, Any] = attrs.field(factory=dict)
     # Hash of the last synthesized stack JSON that applied cleanly ("" if none).
     applied: str = ""
+    # Deployment -> on-demand hosts launched as fallback for spot (planners/capacity.py).
+    fallback: dict[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -1,13 +1,15 @@
-"""Read-only checks before anything is created: every AMI the stacks boot exists."""
+"""Read-only checks before anything is created: every AMI the stacks boot exists, and
+every region offers the listed types and has the vCPU quota for the hosts."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from perfops_cdk.effects import aws
+from perfops_cdk.effects import aws, ec2_capacity
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.operations.loading import DEFAULT_PARALLEL, concurrently
-from perfops_cdk.planners.stacks import HostGroup
+from perfops_cdk.planners.preflight import Finding, RegionFacts, check
+from perfops_cdk.planners.stacks import REGION, HostGroup, Unit
 
 
 def _available(region: str, ami_ids: Sequence[str]) -> set[str]:
@@ -44,3 +46,40 @@ def check_amis(groups: Sequence[HostGroup], *, parallel: int = DEFAULT_PARALLEL)
                 f"{group.app_stack}/{group.deployment}: image {group.image!r} has no AMI "
                 f"{group.ami} in {region} (it does not exist or is not available); {fix}"
             )
+
+
+class PreflightFailed(PerfOpsError):
+    """Some region cannot hold what the app declares; ``findings`` say which and why."""
+
+    def __init__(self, findings: Sequence[Finding]) -> None:
+        regions = sorted({f.region for f in findings if f.blocking})
+        super().__init__(
+            f"preflight: {len(regions)} region(s) cannot hold the fleet "
+            f"({', '.join(regions)}); change the declaration, raise the quota, or add --force"
+        )
+        self.findings = tuple(findings)
+
+
+def check_capacity(
+    units: Sequence[Unit], *, parallel: int = DEFAULT_PARALLEL, force: bool = False
+) -> list[Finding]:
+    """Per region, in parallel, read-only: types offered, vCPUs against the quotas.
+
+    Returns every finding; raises PreflightFailed (before anything is created) when one
+    blocks, unless ``force``.
+    """
+    regions = [u for u in units if u.kind == REGION and u.groups and u.uuid and u.app_stack]
+
+    def facts(unit: Unit) -> RegionFacts:
+        assert unit.region and unit.uuid and unit.app_stack
+        types = sorted({t for g in unit.groups for t in g.instance_types})
+        return ec2_capacity.region_facts(unit.region, types, unit.uuid, unit.app_stack)
+
+    found = [
+        f
+        for unit, got in zip(regions, concurrently(regions, facts, parallel), strict=True)
+        for f in check(unit.groups, got)
+    ]
+    if not force and any(f.blocking for f in found):
+        raise PreflightFailed(found)
+    return found

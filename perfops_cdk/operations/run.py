@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
-from perfops_cdk.effects import ec2_fleet, ledger
+from perfops_cdk.effects import ec2_fleet, ec2_instances, ledger
 from perfops_cdk.effects.terraform import Outcome, Plan
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.operations import preflight
@@ -31,6 +32,7 @@ from perfops_cdk.operations.loading import (
     record_blocks,
 )
 from perfops_cdk.planners import leftovers, stacks
+from perfops_cdk.planners.capacity import Fulfilment, fulfilment
 from perfops_cdk.planners.leftovers import Resource
 from perfops_cdk.planners.stacks import Unit
 from perfops_cdk.project import Project
@@ -52,6 +54,8 @@ class UnitRun:
     error: str | None = None
     seconds: float = 0.0
     empty: bool = False  # the state holds nothing after the run
+    capacity: tuple[Fulfilment, ...] = ()  # what each deployment got, after an apply
+    retry: bool = False  # its on-demand fallback changed: apply once more
 
     @property
     def ok(self) -> bool:
@@ -125,7 +129,23 @@ def _prepare(loaded: Loaded, unit: Unit, mode: Mode) -> UnitRun:
             live = {
                 r.id for r in found if r.kind == "instance" and r.state in ("pending", "running")
             }
-            replace = leftovers.short_fleets(state, live)
+            # Spot with fallback: what spot could not give is topped up on demand after
+            # the apply; any other short fleet is replaced, to try again.
+            topped_up = {
+                f"{g.deployment}_hosts"
+                for g in unit.groups
+                if g.market == "spot" and g.fallback_to_on_demand
+            }
+            wanted = {
+                f'aws_ec2_fleet.{g.deployment}_hosts["{key}"]': hosts
+                for g in unit.groups
+                for key, hosts in g.batches.items()
+            }
+            replace = [
+                address
+                for address in leftovers.short_fleets(state, live, wanted)
+                if address.split(".")[1].split("[")[0] not in topped_up
+            ]
             unchanged = not mode.full and loaded.applied(unit) == loaded.digest(unit)
             if unchanged and not orphans and not replace and leftovers.matches(unit.groups, found):
                 return UnitRun(unit=unit, skipped=True, seconds=time.monotonic() - started)
@@ -188,16 +208,38 @@ def _apply(loaded: Loaded, prepared: UnitRun, mode: Mode) -> UnitRun:
                 _record_applied(loaded, unit)
         elif outcome.errors:
             _record_applied(loaded, unit, digest="")
+        capacity: list[Fulfilment] = []
+        retry = False
+        if not outcome.errors and unit.kind == stacks.REGION and not mode.destroy:
+            capacity, retry = _capacity(loaded, unit, workspace.state())
         return attrs.evolve(
             prepared,
             plan=planned,
             outcome=outcome,
             swept=tuple(swept),
             empty=empty,
+            capacity=tuple(capacity),
+            retry=retry,
             seconds=prepared.seconds + time.monotonic() - started,
         )
     except PerfOpsError as error:
         return attrs.evolve(prepared, error=str(error))
+
+
+def _capacity(loaded: Loaded, unit: Unit, state: dict[str, Any]) -> tuple[list[Fulfilment], bool]:
+    """What each deployment of the region got; records a changed on-demand fallback
+    (True: the region must be synthesized and applied once more)."""
+    if not unit.groups or not unit.region or not unit.uuid:
+        return [], False
+    hosts = ec2_instances.hosts(unit.region, unit.uuid)
+    found = [fulfilment(g, state, hosts, g.fallback_hosts) for g in unit.groups]
+    wanted = {f.deployment: f.fallback_needed for f in found if f.fallback_needed}
+    if wanted == {f.deployment: f.fallback for f in found if f.fallback}:
+        return found, False
+    path = loaded.ledger_for(unit)
+    if path is not None:
+        ledger.update(path, unit.name, fallback=wanted, applied="")
+    return found, True
 
 
 def _record_applied(loaded: Loaded, unit: Unit, digest: str | None = None) -> None:
@@ -247,17 +289,66 @@ def deploy(
     stack: str | None = None,
     parallel: int = DEFAULT_PARALLEL,
     full: bool = False,
+    force: bool = False,
     confirm: Confirm | None = None,
     progress: Progress = lambda _: None,
 ) -> Report:
-    """Synthesize, check (AMIs, orphans, lost hosts), plan every changed stack, confirm,
-    apply concurrently. ``full``: run Terraform on unchanged stacks too."""
+    """Synthesize, check (AMIs, types offered, vCPU quotas, orphans, lost hosts), plan
+    every changed stack, confirm, apply concurrently. ``full``: run Terraform on
+    unchanged stacks too. ``force``: go on when the preflight finds a region short."""
     project.synth()
     loaded = load(project)
     units = _units(loaded, stack)
     preflight.check_amis([g for u in units for g in u.groups], parallel=parallel)
+    for finding in preflight.check_capacity(units, parallel=parallel, force=force):
+        progress(finding.line())
     mode = Mode(auto_approve=auto_approve, full=full)
-    return _run(loaded, units, mode, confirm=confirm, parallel=parallel, progress=progress)
+    report = _run(loaded, units, mode, confirm=confirm, parallel=parallel, progress=progress)
+    again = [r.unit.name for r in report.runs if r.retry and r.ok]
+    if report.cancelled or not again:
+        return report
+    # Spot fell short somewhere: declare the recorded on-demand fallback, apply once more
+    # (already confirmed), and report what the regions hold then.
+    progress(f"spot fell short: launching on-demand fallback in {', '.join(again)}")
+    project.synth()
+    loaded = load(project)
+    retried = _run(
+        loaded,
+        [u for u in loaded.units if u.name in again],
+        Mode(auto_approve=True, full=True),
+        confirm=None,
+        parallel=parallel,
+        progress=progress,
+    )
+    by_name = {r.unit.name: r for r in retried.runs}
+    runs = tuple(
+        _merge(r, by_name[r.unit.name]) if r.unit.name in by_name else r for r in report.runs
+    )
+    return attrs.evolve(report, runs=runs)
+
+
+def _merge(first: UnitRun, second: UnitRun) -> UnitRun:
+    """One line per unit: the second run's outcome and capacity, both runs' changes."""
+    changes = (first.plan.changes if first.plan else ()) + (
+        second.plan.changes if second.plan else ()
+    )
+    plan = Plan(changes=changes, plan_file=None) if changes else second.plan
+    outcome = second.outcome
+    if first.outcome is not None and outcome is not None:
+        outcome = Outcome(
+            added=first.outcome.added + outcome.added,
+            changed=first.outcome.changed + outcome.changed,
+            removed=first.outcome.removed + outcome.removed,
+            errors=first.outcome.errors + outcome.errors,
+        )
+    return attrs.evolve(
+        second,
+        plan=plan,
+        outcome=outcome,
+        orphans=first.orphans,
+        swept=first.swept + second.swept,
+        seconds=first.seconds + second.seconds,
+    )
 
 
 def destroy(

@@ -79,10 +79,11 @@ def still_billing(found: Iterable[Resource]) -> list[Resource]:
     return sort(r for r in found if r.kind != "volume" or r.state != "deleting")
 
 
-def short_fleets(state: Mapping[str, Any], live: set[str]) -> list[str]:
-    """Addresses of fleets in a state with fewer live hosts than they launched or were
-    asked for (a host terminated, a spot host reclaimed, capacity that ran out). An
-    instant fleet never refills, so the repair is to replace it."""
+def short_fleets(state: Mapping[str, Any], live: set[str], wanted: Mapping[str, int]) -> list[str]:
+    """Addresses of fleets in a state with fewer live hosts than they launched or than
+    the declaration asks (``wanted``: address -> hosts): a host terminated, a spot host
+    reclaimed, capacity that ran out. An instant fleet never refills, so the repair is
+    to replace it."""
     short = []
     for resource in state.get("resources", []):
         if resource.get("mode") != "managed" or resource.get("type") != "aws_ec2_fleet":
@@ -94,16 +95,11 @@ def short_fleets(state: Mapping[str, Any], live: set[str]) -> list[str]:
                 for s in attributes.get("fleet_instance_set") or []
                 for i in s.get("instance_ids") or []
             }
-            targets = attributes.get("target_capacity_specification") or [{}]
-            wanted = int(targets[0].get("total_target_capacity") or 0)
-            if len(launched & live) < max(wanted, len(launched)):
-                key = instance.get("index_key")
-                suffix = (
-                    f'["{key}"]'
-                    if isinstance(key, str)
-                    else (f"[{key}]" if key is not None else "")
-                )
-                short.append(f"aws_ec2_fleet.{resource['name']}{suffix}")
+            key = instance.get("index_key")
+            suffix = f'["{key}"]' if isinstance(key, str) else f"[{key}]" if key is not None else ""
+            address = f"aws_ec2_fleet.{resource['name']}{suffix}"
+            if len(launched & live) < max(wanted.get(address, 0), len(launched)):
+                short.append(address)
     return sorted(short)
 
 

@@ -42,6 +42,7 @@ class HostGroup:
     security_groups: tuple[str, ...]
     containers_per_host: int
     batches: dict[str, int] = attrs.field(factory=dict, eq=False)
+    fallback_hosts: int = 0
 
     @classmethod
     def from_note(cls, app_stack: str, region: str, uuid: str, name: str, raw: Any) -> HostGroup:
@@ -65,6 +66,7 @@ class HostGroup:
             security_groups=tuple(raw.get("security_groups", ())),
             containers_per_host=int(raw.get("containers_per_host", 0)),
             batches={str(k): int(v) for k, v in (raw.get("batches") or {}).items()},
+            fallback_hosts=int(raw.get("fallback_hosts", 0)),
         )
 
 
