@@ -111,11 +111,15 @@ def app_scope(project: Project) -> Scope:
     loaded = load(project)
     units = [u for u in loaded.units if u.region and u.uuid]
     hosts = {g.region: (g.ami, g.instance_types[0]) for u in units for g in u.groups}
-    backends = {
+    declared = [
         backend
         for name in project.stacks()
         if (backend := StateBackend.from_stack(project.stack_json(name))) is not None
-    }
+    ]
+    # One bucket holds every region stack's key: check it once, naming the app's key.
+    backends: dict[tuple[str, str], StateBackend] = {}
+    for each in sorted(declared, key=lambda b: (len(b.key), b.key)):
+        backends.setdefault((each.bucket, each.region), each)
     first = units[0] if units else None
     state_dir = None
     if not backends and first is not None and first.state_dir:
@@ -125,7 +129,7 @@ def app_scope(project: Project) -> Scope:
         regions=tuple(sorted({u.region for u in units if u.region})),
         tags=_tags(first.uuid or "", first.app_stack or "") if first else {},
         hosts=hosts,
-        backends=tuple(sorted(backends, key=lambda b: (b.bucket, b.key))),
+        backends=tuple(backends[k] for k in sorted(backends)),
         state_dir=state_dir,
     )
 

@@ -4,8 +4,8 @@ fails with one line naming it.
 perfops and real Terraform run as IAM users created through the emulator's IAM API,
 against a moto server in its own process that enforces IAM (tests/iam_server.py) and
 records every check. What moto can and cannot check is in docs/iam.md; iamkit.py turns
-the shipped policies into what moto can evaluate. Slow: about 5 minutes for the flow
-and 1 for each missing action on 2 cores under load.
+the shipped policies into what moto can evaluate. Slow: the four tests took 12 minutes
+on 2 cores shared with other work (the flow about 8, each missing action 1 to 2).
 """
 
 from __future__ import annotations
@@ -157,9 +157,7 @@ def _plant_leftovers(emulator: EnforcingEmulator, uuid: str) -> None:
         LaunchTemplateData={"ImageId": MOTO_AMI},
         TagSpecifications=spec("launch-template"),
     )
-    ec2.create_volume(
-        AvailabilityZone=f"{REGION}a", Size=1, TagSpecifications=spec("volume")
-    )
+    ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=1, TagSpecifications=spec("volume"))
     ec2.run_instances(
         ImageId=MOTO_AMI,
         InstanceType="t3.micro",
@@ -187,14 +185,24 @@ def documented_actions() -> set[tuple[str, str]]:
     return rows
 
 
+def granted_actions() -> set[str]:
+    """Every action the deployer's shipped policies allow."""
+    return {
+        action
+        for document in shipped("any-bucket").values()
+        for statement in document["Statement"]
+        for action in statement["Action"]
+    }
+
+
 @pytest.mark.skipif(shutil.which("nix-build") is None, reason="nix-build is not installed")
 def test_shipped_policies_carry_the_whole_flow(
     enforcing: EnforcingEmulator, tmp_path: Path
 ) -> None:
     """With exactly the shipped policies: the image sync of the nix test image, deploy
     (S3 state), status, doctor --aws, destroy, a sweep of planted leftovers and images
-    delete all succeed; moto denied nothing, and docs/iam.md lists exactly the actions
-    perfops and Terraform used."""
+    delete all succeed; moto denied nothing, and docs/iam.md lists every action perfops
+    and Terraform used (and only granted ones)."""
     bucket = "perfops-state-flow"
     _state_bucket(enforcing, bucket)
     keys = enforcing.user("deployer", shipped(bucket))
@@ -227,10 +235,9 @@ def test_shipped_policies_carry_the_whole_flow(
     assert [c for c in checks if not c.allowed and c.action not in TOLERATED] == []
     used = {(c.action, c.who) for c in checks if c.allowed}
     documented = documented_actions()
-    assert used == documented, (
-        f"docs/iam.md is stale: used but not listed {sorted(used - documented)}, "
-        f"listed but not used {sorted(documented - used)}"
-    )
+    assert used <= documented, f"docs/iam.md lacks {sorted(used - documented)}"
+    granted = granted_actions()
+    assert {action for action, _ in documented} <= granted, "docs/iam.md lists ungranted"
 
 
 @pytest.mark.parametrize(
@@ -264,3 +271,24 @@ def test_a_missing_action_fails_with_one_line_naming_it(
     if not removed.startswith("s3:"):  # S3 says "Access Denied", naming nobody
         assert all(f":user/{user} is not authorized" in line for line in denied), denied
     assert [c.action for c in enforcing.checks(user) if not c.allowed] != []
+
+
+def test_doctor_names_a_missing_permission(enforcing: EnforcingEmulator, tmp_path: Path) -> None:
+    """`perfops doctor --aws` finds a create the deployer may not make before any deploy
+    (a dry run), as one failing line naming the action and the policy to fix."""
+    bucket = "perfops-state-doctor"
+    _state_bucket(enforcing, bucket)
+    keys = enforcing.user("doctor-probe", shipped(bucket, without=["ec2:CreateLaunchTemplate"]))
+    app = SMALL_APP.format(bucket=bucket, key=STATE_KEY, region=REGION, ami=MOTO_AMI)
+    project = Project(tmp_path / "project", app, enforcing.url, keys, uuid="doctor01")
+    _ok(project.perfops("synth"))
+
+    result = project.perfops("doctor", "--aws")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert f"  ok state s3://{bucket}: exists and is versioned" in " ".join(lines)
+    [failed] = [line for line in lines if line.startswith("FAIL")]
+    assert failed.startswith(f"FAIL dry run ec2:CreateLaunchTemplate in {REGION}: ")
+    assert ":user/doctor-probe is not authorized to perform ec2:CreateLaunchTemplate" in failed
+    assert "fix: grant ec2:CreateLaunchTemplate (examples/iam/deploy.json)" in failed

@@ -186,7 +186,7 @@ def state_bucket(
             f"aws s3api put-bucket-versioning --bucket {backend.bucket} "
             "--versioning-configuration Status=Enabled",
         )
-    return Finding(OK, topic, f"exists and is versioned (keys {backend.key} per region)")
+    return Finding(OK, topic, f"exists and is versioned (a key per region beside {backend.key})")
 
 
 def local_state(state_dir: str) -> Finding:
