@@ -16,7 +16,7 @@ from rich.table import Table
 from perfops_cdk import operations
 from perfops_cdk.cli import cost, fleet
 from perfops_cdk.cli.images import images_app
-from perfops_cdk.doctor import check_environment
+from perfops_cdk.doctor import check_aws, check_environment
 from perfops_cdk.effects.emulator import Emulator
 from perfops_cdk.effects.terraform import show_plan
 from perfops_cdk.errors import PerfOpsError
@@ -127,10 +127,17 @@ def _finish(report: operations.Report, verb: str) -> None:
         for line in run.swept:
             console.print(f"{run.unit.name}: {line}", markup=False, highlight=False)
         if run.error is not None:
-            errors.print(f"{run.unit.name}: failed: {run.error}", markup=False, highlight=False)
+            errors.print(
+                f"{run.unit.name}: failed: {run.error}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,  # one line, however long: a denial names its action
+            )
         elif run.outcome is not None and run.outcome.errors:
             for error in run.outcome.errors:
-                errors.print(f"{run.unit.name}: {error}", markup=False, highlight=False)
+                errors.print(
+                    f"{run.unit.name}: {error}", markup=False, highlight=False, soft_wrap=True
+                )
             errors.print(f"{run.unit.name}: see {run.log_hint}", markup=False)
         elif run.outcome is not None and run.changed:
             o = run.outcome
@@ -337,8 +344,20 @@ def demo() -> None:
 
 
 @app.command()
-def doctor() -> None:
+def doctor(
+    aws: Annotated[
+        bool,
+        typer.Option(
+            "--aws",
+            help="Check the AWS account instead: identity, the app's regions, the state "
+            "bucket, missing permissions (read-only; creates are dry runs).",
+        ),
+    ] = False,
+) -> None:
     """Check the tools perfops drives and point terraform at a local provider mirror."""
+    if aws:
+        _doctor_aws()
+        return
     report = check_environment(Project.find().root)
     for check in report.checks:
         mark = "[green]ok[/]" if check.ok else "[red]missing[/]"
@@ -347,6 +366,18 @@ def doctor() -> None:
         console.print("".join(f"export {k}={v}\n" for k, v in report.exports.items()).rstrip())
     if not report.ok:
         raise typer.Exit(2)
+
+
+def _doctor_aws() -> None:
+    """One line per finding; exit 1 when any check failed."""
+    try:
+        report = check_aws(Project.find())
+    except PerfOpsError as error:
+        raise _fail(error) from None
+    for finding in report.findings:
+        console.print(finding.line(), markup=False, highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command("local-aws")

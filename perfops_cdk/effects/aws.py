@@ -16,6 +16,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from perfops_cdk.effects.denied import denial
 from perfops_cdk.errors import EffectError
 
 ENDPOINT_ENV = "PERFOPS_AWS_ENDPOINT"
@@ -93,10 +94,18 @@ def new_session() -> Any:
 
 
 def effect_error(client: Any, operation: str, exc: ClientError | BotoCoreError) -> EffectError:
-    """One line naming the region, the call and AWS's error code and message."""
+    """One line naming the region, the call and AWS's error code and message; for an
+    access denial, the IAM action to grant instead of AWS's (often encoded) message."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        detail = f"{error.get('Code', '?')}: {error.get('Message', exc)}"
+        code, message = str(error.get("Code", "?")), str(error.get("Message", exc))
+        denied = denial(
+            message,
+            code=code,
+            service=client.meta.service_model.signing_name,
+            operation=client.meta.method_to_api_mapping.get(operation, operation),
+        )
+        detail = f"{denied.line()} ({code})" if denied else f"{code}: {message}"
     else:
         detail = str(exc)
     return EffectError(f"{client.meta.region_name}: {operation} failed: {detail}")

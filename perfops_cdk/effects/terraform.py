@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from perfops_cdk.effects.denied import denial
 from perfops_cdk.errors import EffectError
 
 MIRROR_ENV = "PERFOPS_TF_PROVIDER_MIRROR"
@@ -69,7 +70,10 @@ def run(
 def _last_error_line(stderr: str | None) -> str:
     lines = [ln.strip(" │╷╵") for ln in (stderr or "").splitlines()]
     errors = [ln for ln in lines if ln.startswith("Error:")]
-    return (errors or [ln for ln in lines if ln] or ["no output"])[-1]
+    last = (errors or [ln for ln in lines if ln] or ["no output"])[-1]
+    # Terraform wraps a long diagnostic over lines; a denial is named from all of it.
+    denied = denial(" ".join(lines[lines.index(last) :])) if errors else None
+    return f"Error: {denied.line()}" if denied else last
 
 
 def find_mirror() -> Path | None:
@@ -310,6 +314,9 @@ def _errors(events: list[dict[str, Any]], exit_code: int) -> list[str]:
             where = diagnostic.get("address")
             text = diagnostic.get("summary", "error")
             detail = " ".join((diagnostic.get("detail") or "").split())
+            denied = denial(f"{text} {detail}")
+            if denied is not None:  # the action to grant, not the SDK's wrapping
+                text, detail = denied.line(), ""
             line = f"{where}: {text}" if where else text
             errors.append(f"{line}: {detail}" if detail else line)
     if not errors and exit_code not in (0, 2):

@@ -1,0 +1,84 @@
+"""cdktf.out does not depend on the machine: no absolute path of it, state found relative
+to the project wherever it moves, and the emulator's endpoint only in a rehearsal."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from test_cli import project
+from typer.testing import CliRunner
+
+from perfops_cdk.cli.main import app
+
+REPO = Path(__file__).resolve().parent.parent
+ENDPOINT = "http://127.0.0.1:4566"
+runner = CliRunner()
+
+
+def _synth(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """``perfops synth`` in ``root``; every file of cdktf.out as text, by relative path."""
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    result = runner.invoke(app, ["synth"])
+    assert result.exit_code == 0, result.output
+    out = root / "cdktf.out"
+    return {
+        str(path.relative_to(out)): path.read_text(errors="replace")
+        for path in sorted(out.rglob("*"))
+        if path.is_file() and ".terraform" not in path.parts
+    }
+
+
+def test_output_names_no_path_of_the_machine_and_no_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without PERFOPS_AWS_ENDPOINT no file of cdktf.out holds the project's, the
+    repository's or the home directory's absolute path, 127.0.0.1 or localhost."""
+    monkeypatch.delenv("PERFOPS_AWS_ENDPOINT", raising=False)
+    amis = {"eu-west-1": "ami-0123456789abcdef0", "us-east-1": "ami-0fedcba9876543210"}
+    root = project(tmp_path / "proj", regions='{"eu-west-1": 1, "us-east-1": 1}', amis=amis)
+    files = _synth(root, monkeypatch)
+    assert any(name.endswith("cdk.tf.json") for name in files), sorted(files)
+    machine = [str(tmp_path), str(REPO), os.path.expanduser("~") + "/"]
+    for name, text in files.items():
+        for needle in [*machine, "127.0.0.1", "localhost"]:
+            assert needle not in text, f"{name} holds {needle!r}"
+
+
+def test_rehearsal_output_names_the_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With PERFOPS_AWS_ENDPOINT the endpoint is in the providers (the check above is
+    not vacuous), and still no absolute path is."""
+    monkeypatch.setenv("PERFOPS_AWS_ENDPOINT", ENDPOINT)
+    root = project(tmp_path / "proj")
+    files = _synth(root, monkeypatch)
+    stack = json.loads(files["stacks/perf-ops-eu-west-1/cdk.tf.json"])
+    [provider] = stack["provider"]["aws"]
+    assert set(provider["endpoints"][0].values()) == {ENDPOINT}
+    assert not any(str(tmp_path) in text for text in files.values())
+
+
+def test_moved_project_finds_its_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each stack's local state path is relative to its directory in cdktf.out and
+    points into the project: after moving the whole project (or checking it out
+    elsewhere with its cdktf.out, as a CI artifact) Terraform opens the moved state."""
+    monkeypatch.delenv("PERFOPS_AWS_ENDPOINT", raising=False)
+    root = project(tmp_path / "proj")
+    files = _synth(root, monkeypatch)
+    moved = tmp_path / "elsewhere" / "proj"
+    moved.parent.mkdir()
+    monkeypatch.chdir(tmp_path)
+    shutil.move(root, moved)
+    stacks = [name for name in files if name.endswith("/cdk.tf.json")]
+    for name in stacks:
+        path = json.loads(files[name])["terraform"]["backend"]["local"]["path"]
+        assert not os.path.isabs(path), (name, path)
+        stack_dir = moved / "cdktf.out" / Path(name).parent
+        state = (stack_dir / path).resolve()
+        assert state.parent == moved.resolve(), (name, path)
+        assert state.name.startswith("terraform.perf-ops") and state.suffix == ".tfstate"
