@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -176,6 +177,33 @@ def test_second_plan_has_no_changes(
     workspaces, _ = applied
     for workspace in workspaces:
         assert workspace.planned_changes() == {}
+
+
+def test_state_read_from_a_local_backend_is_what_terraform_pulls(
+    applied: tuple[list[Workspace], dict[str, str]],
+) -> None:
+    """Workspace.state() reads a local backend's file itself (a pull costs a
+    CPU-second per stack): the same document as ``terraform state pull``, and {} for a
+    stack whose state file does not exist yet."""
+    workspaces, _ = applied
+    for workspace in workspaces:
+        pulled = subprocess.run(
+            ["terraform", "state", "pull"],
+            cwd=workspace.dir,
+            env={**os.environ, **workspace.env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        direct = workspace.state()
+        assert direct["resources"]
+        assert direct == json.loads(pulled.stdout)
+    fresh = workspaces[0].dir.parent / "fresh-stack"
+    fresh.mkdir()
+    config = json.loads((workspaces[0].dir / "cdk.tf.json").read_text())
+    config["terraform"]["backend"] = {"local": {"path": "never-applied.tfstate"}}
+    (fresh / "cdk.tf.json").write_text(json.dumps(config))
+    assert Workspace(fresh, fresh).state() == {}
 
 
 def test_destroy_leaves_nothing(applied: tuple[list[Workspace], dict[str, str]]) -> None:

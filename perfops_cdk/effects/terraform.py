@@ -262,7 +262,25 @@ class Workspace:
         return Plan(changes=_changes(events), plan_file=None), _outcome(events, code)
 
     def state(self) -> dict[str, Any]:
-        """The stack's Terraform state (``terraform state pull``), ``{}`` when none."""
+        """The stack's Terraform state, ``{}`` when none.
+
+        A local backend's state file is read directly: it is what ``terraform state
+        pull`` prints, and a pull costs about a CPU-second per stack (17 of them in a
+        no-change deploy of 17 regions). Any other backend goes through Terraform.
+        """
+        local = self._local_state_file()
+        if local is not None:
+            try:
+                text = local.read_text()
+            except FileNotFoundError:
+                return {}
+            except OSError as error:
+                raise EffectError(f"{self.dir.name}: cannot read state {local}: {error}") from None
+            try:
+                found: dict[str, Any] = json.loads(text) if text.strip() else {}
+            except ValueError:
+                raise EffectError(f"{self.dir.name}: state {local} is not JSON") from None
+            return found
         result = self._run("state", "pull", capture=True, check=False)
         if result.returncode != 0:
             raise EffectError(
@@ -273,6 +291,20 @@ class Workspace:
         except ValueError:
             return {}
         return data
+
+    def _local_state_file(self) -> Path | None:
+        """The state file of a ``local`` backend (or of no backend), else None."""
+        try:
+            config = json.loads((self.dir / "cdk.tf.json").read_text())
+        except (OSError, ValueError):
+            return None
+        backend = config.get("terraform", {}).get("backend") or {"local": {}}
+        if set(backend) != {"local"}:
+            return None
+        settings = backend["local"] or {}
+        if set(settings) - {"path"}:
+            return None  # workspace_dir and friends: let Terraform resolve it
+        return self.dir / str(settings.get("path", "terraform.tfstate"))
 
     def validate(self) -> dict[str, Any]:
         result = self._run("validate", "-json", "-no-color", capture=True, check=False)
