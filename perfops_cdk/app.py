@@ -118,8 +118,33 @@ def _replace_dir(new: Path, target: Path) -> None:
                 if kept.exists() and not (stack / name).exists():
                     kept.rename(stack / name)
         target.rename(old)
+    _share_lock_files(new / "stacks")
     new.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _share_lock_files(stacks: Path) -> None:
+    """A stack new to the output (a region just added) gets the provider lock file of a
+    stack that requires exactly the same providers, so ``cdktf deploy`` offline works
+    for it too instead of asking the registry (hashicorp/terraform-cdk#3568)."""
+    locks: dict[str, Path] = {}
+    missing: list[tuple[str, Path]] = []
+    for stack in sorted(stacks.glob("*")):
+        try:
+            config = json.loads((stack / "cdk.tf.json").read_text())
+        except (OSError, ValueError):
+            continue
+        providers = json.dumps(
+            config.get("terraform", {}).get("required_providers"), sort_keys=True
+        )
+        lock = stack / KEPT_STACK_FILES[0]
+        if lock.is_file():
+            locks.setdefault(providers, lock)
+        else:
+            missing.append((providers, lock))
+    for providers, lock in missing:
+        if providers in locks:
+            shutil.copyfile(locks[providers], lock)
 
 
 def image_requirements(define: Define) -> list[ImageRequirement]:

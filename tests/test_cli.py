@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from perfops_cdk.cli.main import app
 from perfops_cdk.effects import aws
 from perfops_cdk.effects.emulator import Emulator
+from perfops_cdk.effects.terraform import cli_config
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -207,6 +208,59 @@ def test_cdktf_cli_synth_runs_the_app(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     stack = json.loads((root / "cdktf.out/stacks/perf-ops-eu-west-1/cdk.tf.json").read_text())
     assert stack["resource"]["aws_ec2_fleet"]["steady_hosts"]["for_each"]["0"]["hosts"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.terraform
+@pytest.mark.skipif(not CDKTF.exists(), reason="cdktf CLI not installed (run: npm ci)")
+def test_cdktf_cli_deploys_and_destroys_the_region_stacks(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Plain `cdktf deploy '*'` applies the region stacks, a region added since the last
+    `perfops deploy` included (its stack gets the provider lock file offline), and
+    `cdktf destroy '*'` empties them: judged by what EC2 holds."""
+    amis = {"eu-west-1": "ami-03cf127a", "us-east-1": "ami-03cf127a"}
+    root = project(tmp_path / "proj", amis=amis)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "CHECKPOINT_DISABLE": "1",
+        "CI": "1",
+        **cli_config(root),
+    }
+
+    def run(*argv: str) -> None:
+        done = subprocess.run(
+            argv, cwd=root, env=env, capture_output=True, text=True, check=False, timeout=900
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    def live() -> dict[str, int]:
+        counts = {}
+        for region in amis:
+            pages = (
+                aws.client("ec2", region)
+                .get_paginator("describe_instances")
+                .paginate(
+                    Filters=[
+                        {"Name": "tag:perf-ops", "Values": ["cliuuid1"]},
+                        {"Name": "instance-state-name", "Values": ["pending", "running"]},
+                    ]
+                )
+            )
+            counts[region] = sum(len(r["Instances"]) for p in pages for r in p["Reservations"])
+        return counts
+
+    run(sys.executable, "-m", "perfops_cdk.cli.main", "deploy", "-y")
+    assert live() == {"eu-west-1": 2, "us-east-1": 0}
+    project(root, regions='{"eu-west-1": 2, "us-east-1": 1}', amis=amis)
+    (root / "cdktf.json").write_text(
+        json.dumps({"language": "python", "app": f"{sys.executable} deployments.py"})
+    )
+    run(str(CDKTF), "deploy", "*", "--auto-approve")
+    assert live() == {"eu-west-1": 2, "us-east-1": 1}
+    run(str(CDKTF), "destroy", "*", "--auto-approve")
+    assert live() == {"eu-west-1": 0, "us-east-1": 0}
 
 
 def test_ctrl_c_on_local_aws_stops_without_a_traceback() -> None:
