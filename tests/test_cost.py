@@ -312,7 +312,8 @@ def test_price_list_client_asks_for_linux_shared_list_prices_and_reads_the_terms
     assert found.instance("eu-west-1", "r5d.xlarge", "on-demand") == D("0.302")
     assert found.volume("eu-west-1", "gp3") is None
     assert found.notes == (
-        "us-east-1: get_products failed: AccessDeniedException: not allowed: pricing:GetProducts",
+        "us-east-1: get_products failed: not authorized to perform pricing:GetProducts; "
+        "grant it to the deployer (examples/iam/, docs/iam.md) (AccessDeniedException)",
     )
     assert found.source.startswith("AWS Price List API")
 

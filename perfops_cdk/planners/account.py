@@ -57,6 +57,7 @@ DEPLOYER_ACTIONS: tuple[str, ...] = (
     "iam:CreateServiceLinkedRole",
     "iam:PassRole",
     "iam:SimulatePrincipalPolicy",
+    "pricing:GetProducts",
     "s3:AbortMultipartUpload",
     "s3:CreateBucket",
     "s3:DeleteBucket",
