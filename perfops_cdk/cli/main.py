@@ -8,21 +8,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from perfops_cdk import operations
 from perfops_cdk.cli import cost, fleet
+from perfops_cdk.cli import report as printed
 from perfops_cdk.cli.images import images_app
 from perfops_cdk.doctor import check_aws, check_environment
 from perfops_cdk.effects.emulator import Emulator
-from perfops_cdk.effects.terraform import show_plan
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.operations import cost as costs
 from perfops_cdk.operations.preflight import PreflightFailed
-from perfops_cdk.planners import changes
 from perfops_cdk.planners.cost import Estimate, Prices
 from perfops_cdk.planners.lifetime import left_text
 from perfops_cdk.planners.stacks import Unit
@@ -77,86 +75,6 @@ Parallel = Annotated[
 Verbose = Annotated[bool, typer.Option("--verbose", help="Print each stack's full plan too.")]
 
 
-def _say(text: str) -> None:
-    errors.print(f"[dim]{text}[/]", highlight=False)
-
-
-def _plan_lines(report: operations.Report) -> list[str]:
-    lines = []
-    for run in report.runs:
-        if run.error is not None:
-            lines.append(f"{run.unit.name}: failed: {run.error}")
-            continue
-        if run.plan is not None and run.plan.changes:
-            pairs = [(c.address, c.action) for c in run.plan.changes]
-            lines += changes.describe(run.unit, pairs) or [
-                f"{run.unit.name}: {changes.totals(pairs)}"
-            ]
-        if run.orphans:
-            lines.append(
-                f"{run.unit.name}: remove {len(run.orphans)} resource(s) an interrupted run "
-                "left outside Terraform's state:"
-            )
-            lines += [f"    {r.line()}" for r in run.orphans]
-    return lines
-
-
-def _confirm(verbose: bool) -> operations.Confirm:
-    def confirm(report: operations.Report) -> bool:
-        if verbose:
-            for run in report.runs:
-                if run.plan is not None and run.plan.plan_file is not None:
-                    console.print(show_plan(run.plan), markup=False, highlight=False)
-        for line in _plan_lines(report):
-            console.print(line, markup=False, highlight=False)
-        try:
-            return typer.confirm("Apply these changes?", default=False)
-        except click.exceptions.Abort:  # no answer (stdin closed): nothing is applied
-            errors.print("no answer: add -y to apply without asking")
-            return False
-
-    return confirm
-
-
-def _finish(report: operations.Report, verb: str) -> None:
-    """One line per stack that did something or failed; exit 1 unless all went well."""
-    if report.cancelled:
-        errors.print(f"{verb} cancelled: nothing was changed")
-        raise typer.Exit(1)
-    for run in report.runs:
-        for line in run.swept:
-            console.print(f"{run.unit.name}: {line}", markup=False, highlight=False)
-        if run.error is not None:
-            errors.print(
-                f"{run.unit.name}: failed: {run.error}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,  # one line, however long: a denial names its action
-            )
-        elif run.outcome is not None and run.outcome.errors:
-            for error in run.outcome.errors:
-                errors.print(
-                    f"{run.unit.name}: {error}", markup=False, highlight=False, soft_wrap=True
-                )
-            errors.print(f"{run.unit.name}: see {run.log_hint}", markup=False)
-        elif run.outcome is not None and run.changed:
-            o = run.outcome
-            console.print(
-                f"{run.unit.name}: {o.added} added, {o.changed} changed, {o.removed} destroyed "
-                f"({run.seconds:.0f} s)",
-                markup=False,
-            )
-    for line in report.swept:
-        console.print(line, markup=False, highlight=False)
-    for run in report.runs:
-        for got in run.capacity:
-            console.print(got.line(), markup=False, highlight=False)
-    if not report.changes and all(r.ok for r in report.runs):
-        console.print(f"{verb}: no changes")
-    if not all(r.ok for r in report.runs):
-        raise typer.Exit(1)
-
-
 @app.command()
 def deploy(
     auto_approve: AutoApprove = False,
@@ -187,8 +105,8 @@ def deploy(
             parallel=parallel,
             full=full,
             force=force,
-            confirm=_confirm(verbose),
-            progress=_say,
+            confirm=printed.confirm_with(verbose),
+            progress=printed.say,
             announce=_announce(table),
         )
     except PreflightFailed as error:
@@ -197,7 +115,7 @@ def deploy(
         raise _fail(error) from None
     except PerfOpsError as error:
         raise _fail(error) from None
-    _finish(report, "deploy")
+    printed.finish(report, "deploy")
 
 
 def _announce(table: Prices | None) -> Callable[[Sequence[Unit]], None]:
@@ -226,12 +144,12 @@ def destroy(
             stack=stack,
             parallel=parallel,
             sweep=sweep,
-            confirm=_confirm(verbose),
-            progress=_say,
+            confirm=printed.confirm_with(verbose),
+            progress=printed.say,
         )
     except PerfOpsError as error:
         raise _fail(error) from None
-    _finish(report, "destroy")
+    printed.finish(report, "destroy")
     if report.leftovers:
         errors.print("still in AWS, tagged with this deployer and stack:")
         for item in report.leftovers:

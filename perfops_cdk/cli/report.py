@@ -1,0 +1,101 @@
+"""What ``perfops deploy`` and ``perfops destroy`` print: the plan summary to confirm, and
+one line per stack that did something or failed."""
+
+from __future__ import annotations
+
+import click
+import typer
+from rich.console import Console
+
+from perfops_cdk import operations
+from perfops_cdk.effects.terraform import show_plan
+from perfops_cdk.planners import changes
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def say(text: str) -> None:
+    errors.print(f"[dim]{text}[/]", highlight=False)
+
+
+def plan_lines(report: operations.Report) -> list[str]:
+    lines = []
+    for run in report.runs:
+        if run.error is not None:
+            lines.append(f"{run.unit.name}: failed: {run.error}")
+            continue
+        if run.plan is not None and run.plan.changes:
+            pairs = [(c.address, c.action) for c in run.plan.changes]
+            lines += changes.describe(run.unit, pairs) or [
+                f"{run.unit.name}: {changes.totals(pairs)}"
+            ]
+        if run.orphans:
+            lines.append(
+                f"{run.unit.name}: remove {len(run.orphans)} resource(s) an interrupted run "
+                "left outside Terraform's state:"
+            )
+            lines += [f"    {r.line()}" for r in run.orphans]
+    return lines
+
+
+def confirm_with(verbose: bool) -> operations.Confirm:
+    def confirm(report: operations.Report) -> bool:
+        if verbose:
+            for run in report.runs:
+                if run.plan is not None and run.plan.plan_file is not None:
+                    console.print(show_plan(run.plan), markup=False, highlight=False)
+        for line in plan_lines(report):
+            console.print(line, markup=False, highlight=False)
+        try:
+            return typer.confirm("Apply these changes?", default=False)
+        except click.exceptions.Abort:  # no answer (stdin closed): nothing is applied
+            errors.print("no answer: add -y to apply without asking")
+            return False
+
+    return confirm
+
+
+def finish(report: operations.Report, verb: str) -> None:
+    """One line per stack that did something or failed; exit 1 unless all went well."""
+    if report.cancelled:
+        errors.print(f"{verb} cancelled: nothing was changed")
+        raise typer.Exit(1)
+    for run in report.runs:
+        if run.swept:
+            console.print(
+                f"{run.unit.name}: removed {len(run.orphans)} resource(s) an interrupted run "
+                "left outside Terraform's state:",
+                markup=False,
+            )
+        for line in run.swept:
+            console.print(f"    {line}", markup=False, highlight=False)
+        if run.error is not None:
+            errors.print(
+                f"{run.unit.name}: failed: {run.error}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,  # one line, however long: a denial names its action
+            )
+        elif run.outcome is not None and run.outcome.errors:
+            for error in run.outcome.errors:
+                errors.print(
+                    f"{run.unit.name}: {error}", markup=False, highlight=False, soft_wrap=True
+                )
+            errors.print(f"{run.unit.name}: see {run.log_hint}", markup=False)
+        elif run.outcome is not None and run.changed:
+            o = run.outcome
+            console.print(
+                f"{run.unit.name}: {o.added} added, {o.changed} changed, {o.removed} destroyed "
+                f"({run.seconds:.0f} s)",
+                markup=False,
+            )
+    for line in report.swept:
+        console.print(line, markup=False, highlight=False)
+    for run in report.runs:
+        for got in run.capacity:
+            console.print(got.line(), markup=False, highlight=False)
+    if not report.changes and all(r.ok for r in report.runs):
+        console.print(f"{verb}: no changes")
+    if not all(r.ok for r in report.runs):
+        raise typer.Exit(1)
