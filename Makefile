@@ -10,8 +10,11 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 demo: setup
 	$(BIN)/perfops demo
 
+# Most tests wait on Terraform, moto, ssh or nix rather than compute (CPU is about a
+# quarter busy in a serial run), so two workers; a module stays on one worker
+# (--dist loadfile), as its fixtures (emulators, venvs, applied stacks) are per module.
 test: setup lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 lint: setup
 	$(BIN)/ruff check .
