@@ -326,6 +326,36 @@ def render(results: list[dict[str, Any]], load: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def raw(result: dict[str, Any]) -> dict[str, Any]:
+    """A result as JSON: its runs' steps as plain dicts."""
+    runs = {
+        k: [{step: attrs.asdict(v) for step, v in run.items()} for run in result[k]]
+        for k in ("new", "old")
+    }
+    return {**result, **runs}
+
+
+def cooked(result: dict[str, Any]) -> dict[str, Any]:
+    runs = {
+        k: [{step: Step(**v) for step, v in run.items()} for run in result[k]]
+        for k in ("new", "old")
+    }
+    return {**result, **runs}
+
+
+def merged(results: list[dict[str, Any]], more: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs of the same case (hosts, regions, deployments) put together."""
+    by_case = {(r["hosts"], r["regions"], r["deployments"]): r for r in results}
+    for r in more:
+        key = (r["hosts"], r["regions"], r["deployments"])
+        if key in by_case:
+            mine = by_case[key]
+            by_case[key] = {**mine, "new": mine["new"] + r["new"], "old": mine["old"] + r["old"]}
+        else:
+            by_case[key] = r
+    return sorted(by_case.values(), key=lambda r: r["hosts"])
+
+
 def write_section(section: str) -> None:
     path = REPO / "docs" / "benchmarks.md"
     text = path.read_text()
@@ -343,6 +373,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--old-runs", type=int, default=1)
     parser.add_argument("--cases", default="40,400")
+    parser.add_argument(
+        "--save", type=Path, help="Also write the raw results (JSON) here, for --add."
+    )
+    parser.add_argument(
+        "--add",
+        type=Path,
+        action="append",
+        default=[],
+        help="Raw results of earlier runs (--save) to report together with these.",
+    )
     options = parser.parse_args()
     shapes = {40: (40, 4, 2), 400: (400, 17, 4)}
     load = os.getloadavg()[0]
@@ -351,6 +391,10 @@ def main() -> None:
             measure(*shapes[int(c)], options.runs, options.old_runs, url, conn)
             for c in options.cases.split(",")
         ]
+    if options.save:
+        options.save.write_text(json.dumps([raw(r) for r in results], indent=1))
+    for path in options.add:
+        results = merged(results, [cooked(r) for r in json.loads(path.read_text())])
     section = render(results, load)
     print(section)
     write_section(section)
