@@ -244,6 +244,8 @@ def test_hosts_document_is_version_1_with_every_field() -> None:
         "image",
         "name",
         "uuid",
+        "lifetime",
+        "expires",
     }
     assert first["launch_time"] == "2026-11-27T12:00:00Z"
     json.dumps(document)

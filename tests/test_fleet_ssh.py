@@ -230,7 +230,7 @@ def test_ctrl_c_stops_every_ssh_of_a_fanout(fleet_env: Fleet) -> None:
         children = ssh_children(process.pid)
         assert len(children) == 3
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=120)
     finally:
         stop_cli(process)
     assert process.returncode == 130, stderr

@@ -47,7 +47,8 @@ class Emulator:
     def reset(self) -> None:
         """Forget every resource (moto's reset API)."""
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
+        # Generous: a loaded machine, or a server still answering a killed client.
+        with urllib.request.urlopen(request, timeout=120):
             pass
 
     def environment(self) -> dict[str, str]:
