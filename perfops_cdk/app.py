@@ -127,6 +127,10 @@ def _share_lock_files(stacks: Path) -> None:
     """A stack new to the output (a region just added) gets the provider lock file of a
     stack that requires exactly the same providers, so ``cdktf deploy`` offline works
     for it too instead of asking the registry (hashicorp/terraform-cdk#3568)."""
+    lock_name = KEPT_STACK_FILES[0]
+    has_lock = {(stack / lock_name).is_file() for stack in stacks.glob("*")}
+    if has_lock != {True, False}:
+        return  # every stack has one (the usual synth), or none has: nothing to share
     locks: dict[str, Path] = {}
     missing: list[tuple[str, Path]] = []
     for stack in sorted(stacks.glob("*")):
@@ -137,7 +141,7 @@ def _share_lock_files(stacks: Path) -> None:
         providers = json.dumps(
             config.get("terraform", {}).get("required_providers"), sort_keys=True
         )
-        lock = stack / KEPT_STACK_FILES[0]
+        lock = stack / lock_name
         if lock.is_file():
             locks.setdefault(providers, lock)
         else:

@@ -192,17 +192,9 @@ def write_ssh_config(path: Path, routes: Iterable[tuple[str, int]]) -> Path:
     return path
 
 
-_CLIENTS: dict[tuple[str, str], Any] = {}
-
-
 def ec2(region: str) -> Any:
-    """An EC2 client of the current endpoint, made once (from one session) and reused."""
-    key = (os.environ.get(aws.ENDPOINT_ENV, ""), region)
-    if key not in _CLIENTS:
-        if not _CLIENTS:
-            _CLIENTS[("session", "")] = aws.new_session()
-        _CLIENTS[key] = aws.client("ec2", region, session=_CLIENTS[("session", "")])
-    return _CLIENTS[key]
+    """An EC2 client of the current endpoint (aws.client makes it once and reuses it)."""
+    return aws.client("ec2", region)
 
 
 @contextmanager

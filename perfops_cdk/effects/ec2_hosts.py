@@ -46,10 +46,9 @@ def describe_regions(
     targets = sorted(set(regions))
     if not targets or not uuids:
         return []
-    # Clients are made here, one after the other and from one session: making one is
-    # CPU-bound work that threads would only fight over; the calls wait on the network.
-    session = aws.new_session()
-    clients = {region: aws.client("ec2", region, session=session) for region in targets}
+    # Clients are made (or found in aws.client's cache) here, one after the other:
+    # making one is CPU-bound work that threads would only fight over.
+    clients = {region: aws.client("ec2", region) for region in targets}
 
     def one(region: str) -> list[Instance] | EffectError:
         try:

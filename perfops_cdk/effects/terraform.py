@@ -177,12 +177,21 @@ class Workspace:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(key)
 
-    def _init_key(self) -> str:
+    def _terraform_block(self) -> dict[str, Any] | None:
+        """The stack's ``terraform`` block (backend, providers), None when unreadable."""
         try:
-            config = json.loads((self.dir / "cdk.tf.json").read_text())
-        except (OSError, ValueError):
+            block: dict[str, Any] = json.loads((self.dir / "cdk.tf.json").read_text()).get(
+                "terraform", {}
+            )
+        except (OSError, ValueError, AttributeError):
+            return None
+        return block
+
+    def _init_key(self) -> str:
+        block = self._terraform_block()
+        if block is None:
             return ""
-        return json.dumps(config.get("terraform", {}), sort_keys=True) + json.dumps(self.env)
+        return json.dumps(block, sort_keys=True) + json.dumps(self.env)
 
     def _events(self, argv: list[str]) -> tuple[int, list[dict[str, Any]]]:
         """Run terraform with ``-json``; its events, and a readable log of them."""
@@ -294,11 +303,10 @@ class Workspace:
 
     def _local_state_file(self) -> Path | None:
         """The state file of a ``local`` backend (or of no backend), else None."""
-        try:
-            config = json.loads((self.dir / "cdk.tf.json").read_text())
-        except (OSError, ValueError):
+        block = self._terraform_block()
+        if block is None:
             return None
-        backend = config.get("terraform", {}).get("backend") or {"local": {}}
+        backend = block.get("backend") or {"local": {}}
         if set(backend) != {"local"}:
             return None
         settings = backend["local"] or {}
