@@ -1,5 +1,7 @@
 """cdktf.out does not depend on the machine: no absolute path of it, state found relative
-to the project wherever it moves, and the emulator's endpoint only in a rehearsal."""
+to the project wherever it moves, and the emulator's endpoint nowhere (a rehearsal's
+providers are pinned to the emulator's account; Terraform gets the endpoint from the
+environment)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from test_cli import project
 from typer.testing import CliRunner
 
 from perfops_cdk.cli.main import app
+from perfops_cdk.effects.aws import EMULATOR_ACCOUNT_ID
 
 REPO = Path(__file__).resolve().parent.parent
 ENDPOINT = "http://127.0.0.1:4566"
@@ -49,18 +52,21 @@ def test_output_names_no_path_of_the_machine_and_no_emulator(
             assert needle not in text, f"{name} holds {needle!r}"
 
 
-def test_rehearsal_output_names_the_emulator(
+def test_rehearsal_output_is_pinned_to_the_emulator(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With PERFOPS_AWS_ENDPOINT the endpoint is in the providers (the check above is
-    not vacuous), and still no absolute path is."""
+    """With PERFOPS_AWS_ENDPOINT the providers allow only the emulator's account (so the
+    output differs from a real one's, and applying it against a real account fails
+    before anything is created), and still hold no endpoint and no absolute path."""
     monkeypatch.setenv("PERFOPS_AWS_ENDPOINT", ENDPOINT)
     root = project(tmp_path / "proj")
     files = _synth(root, monkeypatch)
     stack = json.loads(files["stacks/perf-ops-eu-west-1/cdk.tf.json"])
     [provider] = stack["provider"]["aws"]
-    assert set(provider["endpoints"][0].values()) == {ENDPOINT}
-    assert not any(str(tmp_path) in text for text in files.values())
+    assert provider["allowed_account_ids"] == [EMULATOR_ACCOUNT_ID]
+    for name, text in files.items():
+        assert str(tmp_path) not in text, name
+        assert ENDPOINT not in text, name  # (its state lives under .perfops/emulator/)
 
 
 def test_moved_project_finds_its_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,8 @@ from perfops_cdk import (
 )
 from perfops_cdk._cdktf import Construct
 from perfops_cdk.app import main
+from perfops_cdk.effects.aws import EMULATOR_ACCOUNT_ID
+from perfops_cdk.effects.terraform import terraform_env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -331,7 +333,11 @@ def test_no_credentials_in_synth_output(tmp_path: Path, monkeypatch: pytest.Monk
 def test_emulator_endpoint_only_when_variable_is_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PERFOPS_AWS_ENDPOINT points every provider at the emulator; without it, none does."""
+    """PERFOPS_AWS_ENDPOINT makes a rehearsal: its providers are pinned to the emulator's
+    account (a rehearsal's output applied against a real account fails before anything
+    is created) and carry no ``endpoints`` block: Terraform gets the endpoint from
+    AWS_ENDPOINT_URL, because the provider spends ~3 CPU-seconds validating that block
+    on every start (docs/design.md). Without the variable, providers are plain."""
     monkeypatch.delenv("PERFOPS_AWS_ENDPOINT", raising=False)
     plain = synth_json(tmp_path / "a", two_region_fleet)
     assert plain["perf-ops-eu-west-1"]["provider"]["aws"] == [{"region": "eu-west-1"}]
@@ -339,10 +345,22 @@ def test_emulator_endpoint_only_when_variable_is_set(
     local = synth_json(tmp_path / "b", two_region_fleet)
     for region in ("eu-west-1", "us-east-1"):
         [provider] = local[f"perf-ops-{region}"]["provider"]["aws"]
-        assert provider["endpoints"] == [
-            {s: "http://127.0.0.1:4566" for s in ("ec2", "s3", "sts", "iam")}
-        ]
-        assert provider["skip_credentials_validation"] is True
+        assert "endpoints" not in provider
+        assert provider["allowed_account_ids"] == [EMULATOR_ACCOUNT_ID]
+        assert "skip_requesting_account_id" not in provider
+        assert "skip_credentials_validation" not in provider
+
+
+def test_terraform_gets_the_emulator_endpoint_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a rehearsal every Terraform run perfops starts has AWS_ENDPOINT_URL; outside
+    one it has none unless the user set it."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("PERFOPS_AWS_ENDPOINT", raising=False)
+    assert "AWS_ENDPOINT_URL" not in terraform_env()
+    monkeypatch.setenv("PERFOPS_AWS_ENDPOINT", "http://127.0.0.1:4566")
+    assert terraform_env()["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
 
 
 def test_emulator_state_lives_apart_from_the_account_state(

@@ -22,7 +22,7 @@ from perfops_cdk.constructs.region import (
     relative_to_stack_dir,
 )
 from perfops_cdk.effects import ledger
-from perfops_cdk.effects.aws import endpoint_url
+from perfops_cdk.effects.aws import EMULATOR_ACCOUNT_ID, endpoint_url
 from perfops_cdk.effects.ledger import state_dir_for
 from perfops_cdk.effects.state_file import DEFAULT_STATE_FILE
 from perfops_cdk.errors import InvalidField, PerfOpsError
@@ -217,13 +217,13 @@ class PerfOpsStack(TerraformStack):
     def provider_attributes(self, region: str) -> dict[str, Any]:
         attributes: dict[str, Any] = {"region": region}
         if self.endpoint:
-            # The emulator: every service at one URL. No credentials here: the
-            # provider reads them from the environment like anywhere else.
-            services = ("ec2", "s3", "sts", "iam")
+            # A rehearsal. The endpoint reaches Terraform as AWS_ENDPOINT_URL (perfops
+            # sets it; effects/terraform.py), not as an ``endpoints`` block, which costs
+            # the provider ~3 CPU-seconds per start. Pinned to the emulator's account,
+            # this output applied without the emulator fails before creating anything.
+            # No credentials here: the provider reads them from the environment.
             attributes.update(
-                endpoints=[{s: self.endpoint for s in services}],
-                skip_credentials_validation=True,
-                skip_requesting_account_id=True,
+                allowed_account_ids=[EMULATOR_ACCOUNT_ID],
                 skip_metadata_api_check="true",
                 skip_region_validation=True,
                 s3_use_path_style=True,

@@ -1,7 +1,7 @@
 """The one place boto3 clients are made.
 
-``PERFOPS_AWS_ENDPOINT`` points every client (and every synthesized provider, see
-``perfops_cdk.constructs.stack``) at one endpoint, the local emulator. Without it,
+``PERFOPS_AWS_ENDPOINT`` points every client (and every Terraform run perfops starts,
+see ``perfops_cdk.effects.terraform``) at one endpoint, the local emulator. Without it,
 boto3's normal endpoint and credential resolution applies: nothing points at the
 emulator by accident.
 """
@@ -20,6 +20,8 @@ from perfops_cdk.effects.denied import denial
 from perfops_cdk.errors import EffectError
 
 ENDPOINT_ENV = "PERFOPS_AWS_ENDPOINT"
+# The account the emulator (moto) answers as; a rehearsal's providers allow only it.
+EMULATOR_ACCOUNT_ID = "123456789012"
 
 # Retries: adaptive mode adds client-side rate limiting on throttling on top of
 # standard mode's backoff; the attempt budget is explicit rather than botocore's default.
@@ -41,6 +43,7 @@ _IDENTITY_ENV = (
     "AWS_PROFILE",
     "AWS_CONFIG_FILE",
     "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ENDPOINT_URL",
     ENDPOINT_ENV,
 )
 _cache_lock = threading.Lock()

@@ -52,8 +52,10 @@ class Emulator:
             pass
 
     def environment(self) -> dict[str, str]:
-        """The variables that point boto3, Terraform and perfops at this emulator."""
-        return {ENDPOINT_ENV: self.url, **EMULATOR_ENV}
+        """The variables that point boto3, Terraform and perfops at this emulator
+        (``AWS_ENDPOINT_URL`` for Terraform started by anything else, e.g. the cdktf
+        CLI; perfops sets it on the Terraform it starts)."""
+        return {ENDPOINT_ENV: self.url, "AWS_ENDPOINT_URL": self.url, **EMULATOR_ENV}
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from perfops_cdk.effects.aws import endpoint_url
 from perfops_cdk.effects.denied import denial
 from perfops_cdk.errors import EffectError
 
@@ -40,6 +41,19 @@ MIRROR_CANDIDATES = (
 )
 
 
+def terraform_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every Terraform run: GOGC unless the user set one, and in a
+    rehearsal the emulator's endpoint as ``AWS_ENDPOINT_URL``, which the provider and
+    the S3 backend read. (A rehearsal's providers hold no ``endpoints`` block: the
+    provider spends about 3 CPU-seconds validating that block on every start, three or
+    four starts per run; docs/design.md.)"""
+    env = {"GOGC": GO_GC, **os.environ, "TF_IN_AUTOMATION": "1"}
+    endpoint = endpoint_url()
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    return {**env, **(extra or {})}
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -52,11 +66,10 @@ def run(
     binary = shutil.which("terraform")
     if binary is None:
         raise EffectError("terraform: not found on PATH; install Terraform >= 1.10")
-    full_env = {"GOGC": GO_GC, **os.environ, "TF_IN_AUTOMATION": "1", **(env or {})}
     result = subprocess.run(
         [binary, *argv],
         cwd=cwd,
-        env=full_env,
+        env=terraform_env(env),
         text=True,
         capture_output=capture,
         check=False,
