@@ -6,7 +6,9 @@ Slow (each deploy runs Terraform per region stack): about a minute per test here
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,29 @@ def test_region_scaled_to_zero_then_dropped_converges(fleet: Fleet) -> None:
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
     assert "nothing left" in destroyed.stdout
     assert tagged() == []
+
+
+def _checked_regions(result: subprocess.CompletedProcess[str]) -> set[str]:
+    """Regions whose vCPU quota the preflight looked up (the emulator cannot answer an
+    EC2 quota, so each looked-up region says so in one line, among the progress)."""
+    pattern = r"^([a-z]{2}-[a-z]+-\d): on-demand vCPU quota"
+    return set(re.findall(pattern, result.stderr, re.M))
+
+
+def test_preflight_checks_only_the_region_stacks_that_change(fleet: Fleet) -> None:
+    """The preflight runs for the region stacks a deploy applies, not for those
+    unchanged since their last apply: a no-change deploy looks nothing up, and scaling
+    one region checks that region only."""
+    first = {"perf-ops": {"web": {"regions": {"eu-west-1": 1, "us-east-1": 1}}}}
+    fleet.declare(first)
+    assert _checked_regions(fleet.deploy()) == {"eu-west-1", "us-east-1"}
+    again = fleet.deploy()
+    assert _checked_regions(again) == set()
+    assert "deploy: no changes" in again.stdout
+    scaled = {"perf-ops": {"web": {"regions": {"eu-west-1": 2, "us-east-1": 1}}}}
+    fleet.declare(scaled)
+    assert _checked_regions(fleet.deploy()) == {"eu-west-1"}
+    assert_converged(scaled)
 
 
 def test_deployment_renamed_then_removed_converges(fleet: Fleet) -> None:

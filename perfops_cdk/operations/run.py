@@ -13,6 +13,7 @@ plan and removed before Terraform runs (planners/leftovers.py has the rule).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,79 +26,22 @@ from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.operations import preflight
 from perfops_cdk.operations.loading import (
     DEFAULT_PARALLEL,
+    READ_PARALLEL,
     Loaded,
     can_run,
     concurrently,
     load,
     record_blocks,
 )
+from perfops_cdk.operations.units import Confirm, Mode, Progress, Report, UnitRun
 from perfops_cdk.planners import leftovers, stacks
 from perfops_cdk.planners.capacity import Fulfilment, fulfilment, refills
 from perfops_cdk.planners.leftovers import Resource
 from perfops_cdk.planners.stacks import Unit
 from perfops_cdk.project import Project
 
-Progress = Callable[[str], None]
-
-
-@attrs.frozen
-class UnitRun:
-    """One unit's plan, what was removed before it, what its apply did, or its error."""
-
-    unit: Unit
-    plan: Plan | None = None
-    orphans: tuple[Resource, ...] = ()
-    replace: tuple[str, ...] = ()  # fleets that lost hosts, replaced to refill them
-    skipped: bool = False  # unchanged since its last apply, and AWS matches it
-    outcome: Outcome | None = None
-    swept: tuple[str, ...] = ()
-    error: str | None = None
-    seconds: float = 0.0
-    empty: bool = False  # the state holds nothing after the run
-    capacity: tuple[Fulfilment, ...] = ()  # what each deployment got, after an apply
-    retry: bool = False  # its on-demand fallback changed: apply once more
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not (self.outcome and self.outcome.errors)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.plan and self.plan.changes) or bool(self.orphans)
-
-    @property
-    def log_hint(self) -> str:
-        return f".perfops/logs/{self.unit.name}.log"
-
-
-@attrs.frozen
-class Report:
-    """What a deploy or destroy did, per unit, and what AWS still holds."""
-
-    runs: tuple[UnitRun, ...]
-    cancelled: bool = False
-    leftovers: tuple[Resource, ...] = ()
-    swept: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.runs) and not self.leftovers and not self.cancelled
-
-    @property
-    def changes(self) -> bool:
-        return any(r.changed for r in self.runs)
-
-
-Confirm = Callable[[Report], bool]
-
-
-@attrs.frozen
-class Mode:
-    """How a run goes: destroying or not, asking or not, trusting unchanged stacks."""
-
-    destroy: bool = False
-    auto_approve: bool = False
-    full: bool = False  # run Terraform on every stack, even unchanged ones
+# Checks a run makes on the units it is about to plan or apply (deploy: the preflight).
+Check = Callable[[Sequence[Unit]], None]
 
 
 def _units(loaded: Loaded, stack: str | None) -> list[Unit]:
@@ -105,13 +49,15 @@ def _units(loaded: Loaded, stack: str | None) -> list[Unit]:
     return [u for u in stacks.select(loaded.units, stack) if u.kind != stacks.APP or u.has_content]
 
 
-def _prepare(loaded: Loaded, unit: Unit, mode: Mode) -> UnitRun:
-    """Init, read state, find orphans and lost hosts, plan: all before the confirmation.
+def _survey(loaded: Loaded, unit: Unit, mode: Mode, gate: threading.Semaphore) -> UnitRun:
+    """Init, read state, find orphans and lost hosts: nothing changes, and every unit
+    of the run is surveyed before any is planned or checked. Terraform runs (init, a
+    remote state pull) pass ``gate``; the AWS reads run wider (READ_PARALLEL).
 
     A region stack whose synthesized JSON is the one last applied cleanly, with no
     orphan, and whose hosts and groups AWS shows as declared, is skipped: Terraform
-    would find nothing to do, and each Terraform run starts the provider several times
-    (seconds of CPU each; docs/design.md).
+    would find nothing to do, each Terraform run costs seconds of CPU (docs/design.md),
+    and the preflight has nothing to check for it.
     """
     started = time.monotonic()
     try:
@@ -119,11 +65,13 @@ def _prepare(loaded: Loaded, unit: Unit, mode: Mode) -> UnitRun:
             return _unrunnable(loaded, unit)
         workspace = loaded.workspace(unit)
         record_blocks(loaded, unit)
-        workspace.init()
+        with gate:
+            workspace.init()
         orphans: list[Resource] = []
         replace: list[str] = []
         if unit.region and unit.uuid and unit.app_stack and not mode.destroy:
-            state = workspace.state()
+            with gate:
+                state = workspace.state()
             found = ec2_fleet.find(unit.region, unit.uuid, unit.app_stack)
             orphans = leftovers.orphans(found, leftovers.known_ids(state))
             live = {
@@ -146,18 +94,30 @@ def _prepare(loaded: Loaded, unit: Unit, mode: Mode) -> UnitRun:
             unchanged = not mode.full and loaded.applied(unit) == loaded.digest(unit)
             if unchanged and not orphans and not replace and leftovers.matches(unit.groups, found):
                 return UnitRun(unit=unit, skipped=True, seconds=time.monotonic() - started)
-        planned = None
-        if not mode.auto_approve:
-            planned = workspace.plan(destroy=mode.destroy, replace=replace)
         return UnitRun(
             unit=unit,
-            plan=planned,
             orphans=tuple(orphans),
             replace=tuple(replace),
             seconds=time.monotonic() - started,
         )
     except PerfOpsError as error:
         return UnitRun(unit=unit, error=str(error), seconds=time.monotonic() - started)
+
+
+def _plan(loaded: Loaded, surveyed: UnitRun, mode: Mode) -> UnitRun:
+    """The saved plan shown before the confirmation (none with ``-y``: Terraform plans
+    and applies in one run then)."""
+    if surveyed.error is not None or surveyed.skipped or mode.auto_approve:
+        return surveyed
+    started = time.monotonic()
+    try:
+        planned = loaded.workspace(surveyed.unit).plan(
+            destroy=mode.destroy, replace=surveyed.replace
+        )
+    except PerfOpsError as error:
+        return attrs.evolve(surveyed, error=str(error))
+    seconds = surveyed.seconds + time.monotonic() - started
+    return attrs.evolve(surveyed, plan=planned, seconds=seconds)
 
 
 def _unrunnable(loaded: Loaded, unit: Unit) -> UnitRun:
@@ -260,7 +220,15 @@ def _run(
     confirm: Confirm | None,
     parallel: int,
     progress: Progress,
+    check: Check | None = None,
 ) -> Report:
+    gate = threading.Semaphore(parallel)
+    surveyed = concurrently(
+        list(units), lambda u: _survey(loaded, u, mode, gate), max(parallel, READ_PARALLEL)
+    )
+    if check is not None:  # before anything is planned or created
+        check([s.unit for s in surveyed if s.error is None and not s.skipped])
+    by_name = {s.unit.name: s for s in surveyed}
     runs: list[UnitRun] = []
     waves = stacks.waves(units, reverse=mode.destroy)
     # Plans of later waves may read outputs of earlier ones, so with dependencies
@@ -268,7 +236,9 @@ def _run(
     # of a dependency-free app (the usual case: region stacks only).
     for index, wave in enumerate(waves):
         progress(f"checking {len(wave)} stack(s): {', '.join(u.name for u in wave)}")
-        prepared = concurrently(wave, lambda u: _prepare(loaded, u, mode), parallel)
+        prepared = concurrently(
+            [by_name[u.name] for u in wave], lambda s: _plan(loaded, s, mode), parallel
+        )
         report = Report(runs=tuple(prepared))
         asks = index == 0 and not mode.auto_approve and report.changes
         if asks and (confirm is None or not confirm(report)):
@@ -292,21 +262,27 @@ def deploy(
     progress: Progress = lambda _: None,
     announce: Callable[[Sequence[Unit]], None] | None = None,
 ) -> Report:
-    """Synthesize, check (AMIs, types offered, vCPU quotas, orphans, lost hosts), plan
-    every changed stack, confirm, apply concurrently. ``full``: run Terraform on
-    unchanged stacks too. ``force``: go on when the preflight finds a region short.
-    ``announce`` is called once with the selected units before any is planned, with or
-    without ``auto_approve`` (the CLI shows the fleet and its cost there)."""
+    """Synthesize, survey (orphans, lost hosts, unchanged stacks), check the stacks that
+    change (AMIs, types offered, vCPU quotas), plan them, confirm, apply concurrently.
+    ``full``: run Terraform on unchanged stacks too. ``force``: go on when the
+    preflight finds a region short. ``announce`` is called once with the selected units
+    before any is planned, with or without ``auto_approve`` (the CLI shows the fleet and
+    its cost there)."""
     project.synth()
     loaded = load(project)
     units = _units(loaded, stack)
-    preflight.check_amis([g for u in units for g in u.groups], parallel=parallel)
-    for finding in preflight.check_capacity(units, parallel=parallel, force=force):
-        progress(finding.line())
     if announce is not None:
         announce(units)
+
+    def check(busy: Sequence[Unit]) -> None:
+        preflight.check_amis([g for u in busy for g in u.groups], parallel=READ_PARALLEL)
+        for finding in preflight.check_capacity(busy, parallel=READ_PARALLEL, force=force):
+            progress(finding.line())
+
     mode = Mode(auto_approve=auto_approve, full=full)
-    report = _run(loaded, units, mode, confirm=confirm, parallel=parallel, progress=progress)
+    report = _run(
+        loaded, units, mode, confirm=confirm, parallel=parallel, progress=progress, check=check
+    )
     again = [r.unit.name for r in report.runs if r.retry and r.ok]
     if report.cancelled or not again:
         return report
@@ -375,7 +351,7 @@ def destroy(
     if report.cancelled:
         return report
     progress("checking that nothing is left")
-    left = find_left(units, parallel)
+    left = find_left(units, max(parallel, READ_PARALLEL))
     swept: list[str] = []
     if sweep and left:
         by_region: dict[str, list[Resource]] = {}
@@ -383,7 +359,7 @@ def destroy(
             by_region.setdefault(item.region, []).append(item)
         for lines in concurrently(list(by_region.values()), ec2_fleet.remove, parallel):
             swept.extend(lines)
-        left = find_left(units, parallel)
+        left = find_left(units, max(parallel, READ_PARALLEL))
     return attrs.evolve(report, leftovers=tuple(left), swept=tuple(swept))
 
 

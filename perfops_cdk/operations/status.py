@@ -7,13 +7,11 @@ from datetime import UTC, datetime
 import attrs
 
 from perfops_cdk.effects import ec2_instances
-from perfops_cdk.operations.loading import concurrently, load, regions_of
+from perfops_cdk.operations.loading import READ_PARALLEL, concurrently, load, regions_of
 from perfops_cdk.planners.stacks import HostGroup
 from perfops_cdk.planners.status import Host, StatusRow, drift, status_rows
 from perfops_cdk.project import Project
 from perfops_cdk.props.regions import DEFAULT_REGIONS
-
-STATUS_PARALLEL = 17  # one DescribeInstances per region, all regions at once
 
 
 @attrs.frozen
@@ -54,7 +52,7 @@ def status(
     if all_regions:
         regions |= set(DEFAULT_REGIONS)
     places = sorted((uuid, region) for uuid in uuids for region in regions)
-    found = concurrently(places, lambda p: ec2_instances.hosts(p[1], p[0]), STATUS_PARALLEL)
+    found = concurrently(places, lambda p: ec2_instances.hosts(p[1], p[0]), READ_PARALLEL)
     groups = [g for u in units for g in u.groups]
     live = [h for hosts in found for h in hosts]
     rows = status_rows(groups, live, now or datetime.now(UTC))
