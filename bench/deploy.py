@@ -22,6 +22,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -114,7 +115,8 @@ def _serve(conn: Connection) -> None:
     while True:
         message = conn.recv()
         if message == "count":
-            conn.send(count[0])
+            usage = resource.getrusage(resource.RUSAGE_SELF)  # the server's threads
+            conn.send((count[0], usage.ru_utime + usage.ru_stime))
         elif message == "reset":
             emulator.reset()
             count[0] = 0
@@ -124,10 +126,15 @@ def _serve(conn: Connection) -> None:
     emulator.stop()
 
 
-def calls(conn: Connection) -> int:
+def served(conn: Connection) -> tuple[int, float]:
+    """Requests the emulator served so far, and the CPU seconds its process used."""
     conn.send("count")
-    value: int = conn.recv()
-    return value
+    count, cpu = conn.recv()
+    return int(count), float(cpu)
+
+
+def calls(conn: Connection) -> int:
+    return served(conn)[0]
 
 
 @attrs.frozen
@@ -135,11 +142,15 @@ class Step:
     wall_s: float
     calls: int
     peak_mb: float
+    cpu_s: float = 0.0  # the process tree's (perfops or Terraform, providers, synthesis)
+    emulator_cpu_s: float = 0.0  # the emulator's, serving the step's requests
 
 
 def timed(argv: list[str], cwd: Path, conn: Connection, env: dict[str, str]) -> Step:
-    """Run ``argv`` to the end; wall, API calls and the process tree's peak RSS."""
-    before = calls(conn)
+    """Run ``argv`` to the end; wall, API calls, the process tree's peak RSS and CPU,
+    and the emulator's CPU."""
+    before, emulator_before = served(conn)
+    cpu_before = os.times()
     start = time.perf_counter()
     process = subprocess.Popen(
         argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -161,7 +172,16 @@ def timed(argv: list[str], cwd: Path, conn: Connection, env: dict[str, str]) -> 
     sampler.join()
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed in {cwd}: {err[-2000:]}")
-    return Step(wall_s=wall, calls=calls(conn) - before, peak_mb=peak / 1024)
+    cpu_after = os.times()
+    count, emulator_cpu = served(conn)
+    return Step(
+        wall_s=wall,
+        calls=count - before,
+        peak_mb=peak / 1024,
+        cpu_s=(cpu_after.children_user + cpu_after.children_system)
+        - (cpu_before.children_user + cpu_before.children_system),
+        emulator_cpu_s=emulator_cpu - emulator_before,
+    )
 
 
 def run_new(case: dict[str, Any], conn: Connection, work: Path) -> dict[str, Step]:
@@ -301,11 +321,12 @@ def render(results: list[dict[str, Any]], load: float) -> str:
         "new: this shape (region stacks, batched instant fleets, `perfops deploy -y`). "
         "0.1: one stack,",
         "counted `aws_instance`, Terraform at parallelism 10. Median of the runs; memory is the",
-        "peak RSS of the whole process tree summed.",
+        "peak RSS of the whole process tree summed; CPU is the process tree's, and the",
+        "emulator's own (it shares the 2 cores: a real account's API costs the machine none).",
         "",
         "| case | step | new s | 0.1 s | ratio | new calls | 0.1 calls | calls/host (new) "
-        "| new peak MB | 0.1 peak MB |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| new peak MB | 0.1 peak MB | new CPU-s | 0.1 CPU-s | emulator CPU-s (new) |",
+        "| --- | --- " + "| ---: " * 11 + "|",
     ]
     for r in results:
         label = f"{r['hosts']} hosts / {r['regions']} regions / {r['deployments']} dep."
@@ -313,6 +334,8 @@ def render(results: list[dict[str, Any]], load: float) -> str:
             nw, ow = med(r["new"], step, "wall_s"), med(r["old"], step, "wall_s")
             nc, oc = med(r["new"], step, "calls"), med(r["old"], step, "calls")
             nm, om = med(r["new"], step, "peak_mb"), med(r["old"], step, "peak_mb")
+            nu, ou = med(r["new"], step, "cpu_s"), med(r["old"], step, "cpu_s")
+            ne = med(r["new"], step, "emulator_cpu_s")
             ratio = f"{ow / nw:.1f}x" if nw and ow else "-"
             per_host = f"{nc / r['hosts']:.2f}" if nc is not None and step == "deploy" else ""
 
@@ -322,10 +345,10 @@ def render(results: list[dict[str, Any]], load: float) -> str:
             lines.append(
                 f"| {label} | {step} | {show(nw, '.1f')} | {show(ow, '.1f')} | {ratio} | "
                 f"{show(nc, '.0f')} | {show(oc, '.0f')} | {per_host} | {show(nm, '.0f')} | "
-                f"{show(om, '.0f')} |"
+                f"{show(om, '.0f')} | {show(nu, '.0f')} | {show(ou, '.0f')} | {show(ne, '.0f')} |"
             )
         runs = ", ".join(f"{s['deploy'].wall_s:.1f}" for s in r["new"])
-        lines.append(f"| {label} | deploy runs (new) | {runs} | | | | | | | |")
+        lines.append(f"| {label} | deploy runs (new) | {runs} | | | | | | | | | | |")
     return "\n".join(lines) + "\n"
 
 
