@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,30 @@ def test_moved_project_finds_its_state(tmp_path: Path, monkeypatch: pytest.Monke
         state = (stack_dir / path).resolve()
         assert state.parent == moved.resolve(), (name, path)
         assert state.name.startswith("terraform.perf-ops") and state.suffix == ".tfstate"
+
+
+def test_endpoint_url_without_a_rehearsal_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS_ENDPOINT_URL left set without PERFOPS_AWS_ENDPOINT (a rehearsal's environment
+    half cleared) would send boto3 and Terraform to that endpoint while perfops keeps a
+    real account's state and output: refused in one line, exit 2, nothing written."""
+    monkeypatch.delenv("PERFOPS_AWS_ENDPOINT", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", ENDPOINT)
+    root = project(tmp_path / "proj")
+    result = subprocess.run(
+        [sys.executable, "-m", "perfops_cdk.cli.main", "synth"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: AWS_ENDPOINT_URL is {ENDPOINT} but PERFOPS_AWS_ENDPOINT is not set: "
+        "unset AWS_ENDPOINT_URL for a real account, or set PERFOPS_AWS_ENDPOINT to the "
+        "same URL to rehearse against it"
+    ]
+    assert not (root / "cdktf.out" / "manifest.json").exists()

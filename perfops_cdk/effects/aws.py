@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from perfops_cdk.effects.denied import denial
-from perfops_cdk.errors import EffectError
+from perfops_cdk.errors import EffectError, PerfOpsError
 
 ENDPOINT_ENV = "PERFOPS_AWS_ENDPOINT"
 # The account the emulator (moto) answers as; a rehearsal's providers allow only it.
@@ -29,8 +29,18 @@ DEFAULT_MAX_ATTEMPTS = 8
 
 
 def endpoint_url() -> str | None:
-    """The emulator endpoint from the environment, or None for real AWS."""
+    """The emulator endpoint from the environment, or None for real AWS.
+
+    ``AWS_ENDPOINT_URL`` alone (a rehearsal's environment half cleared) is refused:
+    boto3 and Terraform would follow it while perfops kept a real account's state."""
     value = os.environ.get(ENDPOINT_ENV, "").strip()
+    stray = os.environ.get("AWS_ENDPOINT_URL", "").strip()
+    if stray and not value:
+        raise PerfOpsError(
+            f"AWS_ENDPOINT_URL is {stray} but {ENDPOINT_ENV} is not set: unset "
+            f"AWS_ENDPOINT_URL for a real account, or set {ENDPOINT_ENV} to the same URL "
+            "to rehearse against it"
+        )
     return value or None
 
 
