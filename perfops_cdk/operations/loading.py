@@ -21,7 +21,7 @@ from perfops_cdk.project import Project
 
 T = TypeVar("T")
 R = TypeVar("R")
-DEFAULT_PARALLEL = 4  # Terraform runs at once: each holds a provider of 300-600 MB
+DEFAULT_PARALLEL = 4  # Terraform runs at once: ~700 MB each with its provider
 # Read-only AWS look-ups at once (one per default region): latency-bound, light.
 READ_PARALLEL = 17
 

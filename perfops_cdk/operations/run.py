@@ -1,10 +1,12 @@
 """``perfops deploy`` and ``perfops destroy``: every stack planned, confirmed once, applied.
 
 Each unit (a region stack, a PerfOpsStack, another cdktf stack, a tombstone) is one
-Terraform working directory with its own state. Units run concurrently, at most
-``parallel`` at once (each Terraform process starts one ~600 MB provider, so this is
-also the memory bound), in waves that respect cdktf's stack dependencies. A unit that
-fails is reported with its error and log; the others go on.
+Terraform working directory with its own state. Every unit is surveyed first (state,
+orphans, lost hosts, unchanged or not; read-only), the preflight checks the units that
+will change, then they are planned and applied at most ``parallel`` at once (a
+Terraform process and its provider hold ~700 MB, so this is also the memory bound), in
+waves that respect cdktf's stack dependencies. A unit that fails is reported with its
+error and log; the others go on.
 
 Crash safety: before applying, the resources tagged with the deployer's uuid and the
 stack that no Terraform state records (what a killed run created) are listed with the
