@@ -133,10 +133,6 @@ def served(conn: Connection) -> tuple[int, float]:
     return int(count), float(cpu)
 
 
-def calls(conn: Connection) -> int:
-    return served(conn)[0]
-
-
 @attrs.frozen
 class Step:
     wall_s: float

@@ -355,7 +355,7 @@ def test_terraform_gets_the_emulator_endpoint_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """In a rehearsal every Terraform run perfops starts has AWS_ENDPOINT_URL; outside
-    one it has none unless the user set it."""
+    one it has none."""
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("PERFOPS_AWS_ENDPOINT", raising=False)
     assert "AWS_ENDPOINT_URL" not in terraform_env()

@@ -53,7 +53,6 @@ _IDENTITY_ENV = (
     "AWS_PROFILE",
     "AWS_CONFIG_FILE",
     "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_ENDPOINT_URL",
     ENDPOINT_ENV,
 )
 _cache_lock = threading.Lock()

@@ -353,7 +353,7 @@ def destroy(
     if report.cancelled:
         return report
     progress("checking that nothing is left")
-    left = find_left(units, max(parallel, READ_PARALLEL))
+    left = find_left(units)
     swept: list[str] = []
     if sweep and left:
         by_region: dict[str, list[Resource]] = {}
@@ -361,12 +361,13 @@ def destroy(
             by_region.setdefault(item.region, []).append(item)
         for lines in concurrently(list(by_region.values()), ec2_fleet.remove, parallel):
             swept.extend(lines)
-        left = find_left(units, max(parallel, READ_PARALLEL))
+        left = find_left(units)
     return attrs.evolve(report, leftovers=tuple(left), swept=tuple(swept))
 
 
-def find_left(units: Sequence[Unit], parallel: int) -> list[Resource]:
-    """Everything tagged with each stack's uuid in each of its regions."""
+def find_left(units: Sequence[Unit]) -> list[Resource]:
+    """Everything tagged with each stack's uuid in each of its regions (read-only, all
+    regions at once)."""
     places = sorted(
         {
             (u.uuid, u.app_stack, u.region)
@@ -374,5 +375,5 @@ def find_left(units: Sequence[Unit], parallel: int) -> list[Resource]:
             if u.kind in (stacks.REGION, stacks.TOMBSTONE) and u.uuid and u.app_stack and u.region
         }
     )
-    found = concurrently(places, lambda p: ec2_fleet.find(p[2], p[0], p[1]), parallel)
+    found = concurrently(places, lambda p: ec2_fleet.find(p[2], p[0], p[1]), READ_PARALLEL)
     return leftovers.still_billing(r for group in found for r in group)
