@@ -86,6 +86,7 @@ __all__ = [
     "RawResource",
     "S3Backend",
     "StackNote",
+    "TerraformElement",
     "TerraformOutput",
     "TerraformProvider",
     "TerraformProviderGeneratorMetadata",

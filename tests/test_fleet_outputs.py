@@ -118,6 +118,14 @@ def test_hosts_used_from_another_stack_become_a_cross_stack_reference(tmp_path: 
     assert "terraform_remote_state" in app["output"]["web_public_ips"]["value"]
     manifest = json.loads((tmp_path / "cdktf.out/manifest.json").read_text())
     assert manifest["stacks"]["perf-ops"]["dependencies"] == ["perf-ops/perf-ops-eu-west-1"]
+    # The region stack still reads the hosts once, after its fleets, and outputs them.
+    region = stacks_json["perf-ops-eu-west-1"]
+    [(name, source)] = region["data"]["aws_instances"].items()
+    assert name == "web_live_hosts" and source["depends_on"] == ["aws_ec2_fleet.web_hosts"]
+    assert source["//"]["metadata"]["path"] == "perf-ops/perf-ops-eu-west-1/web/live-hosts"
+    assert region["output"]["web_instance_ids"]["value"] == (
+        "${data.aws_instances.web_live_hosts.ids}"
+    )
 
 
 def test_hosts_of_a_region_without_hosts_is_one_line(tmp_path: Path) -> None:

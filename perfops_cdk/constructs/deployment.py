@@ -117,7 +117,11 @@ class Deployment(Construct):
             allowed = f"must be an ImageAsset of {stack.node.path}"
             raise InvalidField("image", getattr(image, "name", image), allowed).at(path)
         self.name = name_in_stack(stack, scope, id)
-        prefix = resource_name(stack.uuid, stack.node.id, self.name)
+        # Plain copies of what every region fleet reads: each construct attribute read
+        # is a round trip to the jsii runtime.
+        self.stack_id: str = stack.node.id
+        self.image_path: str = image.node.path
+        prefix = resource_name(stack.uuid, self.stack_id, self.name)
         if len(prefix) > _MAX_PREFIX:
             raise InvalidField(
                 "id",
@@ -204,7 +208,7 @@ class Deployment(Construct):
             **self.props.tags,
             TAG_NAME: name,
             TAG_UUID: self.stack.uuid,
-            TAG_STACK: self.stack.node.id,
+            TAG_STACK: self.stack_id,
             TAG_DEPLOYMENT: self.name,
             TAG_IMAGE: self.image.name,
             TAG_MANAGED_BY: MANAGED_BY,

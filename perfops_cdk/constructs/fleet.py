@@ -12,7 +12,8 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from perfops_cdk._cdktf import Construct, RawDataSource, RawResource
+from perfops_cdk._blocks import RawBlocks
+from perfops_cdk._cdktf import Construct
 from perfops_cdk.constructs.fleet_hosts import LiveHosts
 from perfops_cdk.constructs.region import RegionStack
 from perfops_cdk.planners import batches
@@ -48,31 +49,30 @@ class RegionFleet(Construct):
         self.deployment = deployment
         self.region = region_stack.region
         name = deployment.name
+        # Every block of this deployment here is one cdktf element (RawBlocks says why).
+        self.blocks = RawBlocks(self, "terraform", f"{region_stack.path}/{name}")
         self.group_ids = [self._security_group(g.name, g) for g in deployment.groups]
-        self.ami = RawDataSource(
-            self,
+        self.blocks.data(
             "ami",
-            source_type="aws_ami",
-            logical_id=f"{name}_ami",
-            attributes={"filter": [{"name": "image-id", "values": [self.ami_id]}]},
+            "aws_ami",
+            f"{name}_ami",
+            {"filter": [{"name": "image-id", "values": [self.ami_id]}]},
         )
-        RawResource(
-            self,
+        self.blocks.resource(
             "template",
-            resource_type="aws_launch_template",
-            logical_id=f"{name}_template",
-            attributes=self._template_attributes,
+            "aws_launch_template",
+            f"{name}_template",
+            self._template_attributes,
             # The provider (and EC2 on a real account) reads back fields of a launch
             # template that differ from what was sent; the name carries a hash of the
             # whole content, so any real change is a new template, never an update.
             meta={"lifecycle": {"ignore_changes": ["tag_specifications"]}},
         )
-        self.offerings = RawDataSource(
-            self,
+        self.blocks.data(
             "offerings",
-            source_type="aws_ec2_instance_type_offerings",
-            logical_id=f"{name}_offerings",
-            attributes={
+            "aws_ec2_instance_type_offerings",
+            f"{name}_offerings",
+            {
                 "location_type": "availability-zone",
                 "filter": [{"name": "instance-type", "values": list(self.capacity.instance_types)}],
             },
@@ -113,15 +113,12 @@ class RegionFleet(Construct):
 
     def _security_group(self, group_name: str, group: Any) -> Expression:
         deployment = self.deployment
-        sg_name = resource_name(
-            deployment.stack.uuid, deployment.stack.node.id, self.name, group_name
-        )
-        RawResource(
-            self,
+        sg_name = resource_name(deployment.stack.uuid, deployment.stack_id, self.name, group_name)
+        self.blocks.resource(
             f"sg-{group_name}",
-            resource_type="aws_security_group",
-            logical_id=f"{self.name}_{group_name}",
-            attributes={
+            "aws_security_group",
+            f"{self.name}_{group_name}",
+            {
                 "name": sg_name,
                 "description": group.description or f"perf-ops {group_name}",
                 "ingress": [r.to_terraform() for r in group.ingress],
@@ -140,7 +137,7 @@ class RegionFleet(Construct):
         deployment = self.deployment
         props = deployment.props
         host_name = resource_name(
-            deployment.stack.uuid, deployment.stack.node.id, self.name, self.region
+            deployment.stack.uuid, deployment.stack_id, self.name, self.region
         )
         tags = deployment.tags_for(host_name)
         content: dict[str, Any] = {
@@ -183,7 +180,7 @@ class RegionFleet(Construct):
     def _template_attributes(self) -> dict[str, Any]:
         content = self._template_content()
         groups = [g.name for g in self.deployment.groups]
-        prefix = resource_name(self.deployment.stack.uuid, self.deployment.stack.node.id, self.name)
+        prefix = resource_name(self.deployment.stack.uuid, self.deployment.stack_id, self.name)
         return {
             **content,
             "name": f"{prefix}-{_hash([content, groups])}",
@@ -202,11 +199,10 @@ class RegionFleet(Construct):
             override["max_price"] = capacity.max_price
         planned = {b.key: {"hosts": b.hosts, "on_demand": b.on_demand} for b in self.batches()}
         template = f"aws_launch_template.{name}_template"
-        RawResource(
-            self,
+        self.blocks.resource(
             "spec",
-            resource_type="terraform_data",
-            logical_id=f"{name}_spec",
+            "terraform_data",
+            f"{name}_spec",
             meta={"for_each": planned},
             attributes={
                 "input": {
@@ -255,7 +251,7 @@ class RegionFleet(Construct):
             "tags": self.deployment.tags_for(
                 resource_name(
                     self.deployment.stack.uuid,
-                    self.deployment.stack.node.id,
+                    self.deployment.stack_id,
                     name,
                     self.region,
                 )
@@ -266,11 +262,10 @@ class RegionFleet(Construct):
                 "allocation_strategy": capacity.allocation,
                 "instance_interruption_behavior": "terminate",
             }
-        RawResource(
-            self,
+        self.blocks.resource(
             "hosts",
-            resource_type="aws_ec2_fleet",
-            logical_id=f"{name}_hosts",
+            "aws_ec2_fleet",
+            f"{name}_hosts",
             attributes=fleet_attributes,
             meta={
                 "for_each": planned,
@@ -291,7 +286,7 @@ class RegionFleet(Construct):
             "hosts": self.host_count,
             "ami": self.ami_id,
             "image": deployment.image.name,
-            "image_path": deployment.image.node.path,
+            "image_path": deployment.image_path,
             "prebuilt_image": deployment.image.is_prebuilt,
             "instance_types": list(capacity.instance_types),
             "market": capacity.market,
@@ -303,7 +298,7 @@ class RegionFleet(Construct):
             "root_volume_gib": deployment.props.root_volume.size_gib,
             "root_volume_type": deployment.props.root_volume.volume_type,
             "security_groups": [
-                resource_name(deployment.stack.uuid, deployment.stack.node.id, self.name, g.name)
+                resource_name(deployment.stack.uuid, deployment.stack_id, self.name, g.name)
                 for g in deployment.groups
             ],
             "containers_per_host": deployment.containers_per_host,

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from perfops_cdk._cdktf import RawDataSource, TerraformOutput, TerraformStack
+from perfops_cdk._cdktf import RawDataSource, TerraformStack
 from perfops_cdk.planners.status import LIVE_STATES
 from perfops_cdk.props.tags import TAG_DEPLOYMENT, TAG_STACK, TAG_UUID
 
 if TYPE_CHECKING:
     from perfops_cdk.constructs.fleet import RegionFleet
 
+SOURCE_TYPE = "aws_instances"
 # Output name suffix -> attribute of the aws_instances data source.
 OUTPUTS = {"instance_ids": "ids", "public_ips": "public_ips", "private_ips": "private_ips"}
 
@@ -47,30 +48,36 @@ class RegionHosts:
 
 
 class LiveHosts:
-    """The data source and outputs of one region fleet's live hosts."""
+    """The data source and outputs of one region fleet's live hosts.
+
+    Both are written among the fleet's blocks; the data source becomes a construct of
+    its own (a jsii object, whose attributes cdktf can turn into cross-stack references)
+    only when ``record()`` is first asked for, i.e. when some construct uses the hosts.
+    """
 
     def __init__(self, fleet: RegionFleet, tags: dict[str, str]) -> None:
         name = fleet.name
         self.fleet = fleet
-        self.source = RawDataSource(
-            fleet,
-            "live-hosts",
-            source_type="aws_instances",
-            logical_id=f"{name}_live_hosts",
-            attributes={
-                "instance_tags": {k: tags[k] for k in (TAG_UUID, TAG_STACK, TAG_DEPLOYMENT)},
-                "instance_state_names": sorted(LIVE_STATES),
-            },
-        )
+        self.logical_id = f"{name}_live_hosts"
+        self.attributes = {
+            "instance_tags": {k: tags[k] for k in (TAG_UUID, TAG_STACK, TAG_DEPLOYMENT)},
+            "instance_state_names": sorted(LIVE_STATES),
+        }
         # Read after the fleets have launched (and on later plans, after any change).
-        self.source.add_override("depends_on", [f"aws_ec2_fleet.{name}_hosts"])
+        self.depends_on = [f"aws_ec2_fleet.{name}_hosts"]
+        fleet.blocks.data(
+            "live-hosts",
+            SOURCE_TYPE,
+            self.logical_id,
+            self.attributes,
+            meta={"depends_on": self.depends_on},
+        )
         self.names: list[str] = []
         for suffix, attribute in OUTPUTS.items():
-            output = TerraformOutput(
-                fleet, suffix, value=f"${{data.aws_instances.{name}_live_hosts.{attribute}}}"
-            )
-            output.override_logical_id(f"{name}_{suffix}")
+            value = f"${{data.{SOURCE_TYPE}.{self.logical_id}.{attribute}}}"
+            fleet.blocks.output(suffix, f"{name}_{suffix}", value)
             self.names.append(f"{name}_{suffix}")
+        self._source: RawDataSource | None = None
         self._record: RegionHosts | None = None
 
     def record(self) -> RegionHosts:
@@ -88,5 +95,15 @@ class LiveHosts:
         return self._record
 
     def _list(self, attribute: str) -> list[str]:
-        value: Any = self.source.get_list_attribute(attribute)
+        if self._source is None:
+            self._source = RawDataSource(
+                self.fleet,
+                "live-hosts",
+                source_type=SOURCE_TYPE,
+                logical_id=self.logical_id,
+                attributes=self.attributes,
+            )
+            self._source.add_override("depends_on", self.depends_on)
+            self.fleet.blocks.leave_out("data", SOURCE_TYPE, self.logical_id)
+        value: Any = self._source.get_list_attribute(attribute)
         return list(value)

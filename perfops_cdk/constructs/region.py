@@ -132,6 +132,7 @@ class RegionStack(TerraformStack):
         super().__init__(parent, region_stack_name(parent.node.id, region))
         self.region = region
         self.app_stack: str = parent.node.id
+        self.path: str = self.node.path
         self.provider = AwsProvider(
             self,
             "aws",

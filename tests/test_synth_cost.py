@@ -1,0 +1,38 @@
+"""Synthesis cost: every construct is a jsii object (round trips to the node runtime to
+create, a callback to synthesize), so a deployment's blocks in a region are written as
+one cdktf element (perfops_cdk/_blocks.py) instead of one construct per resource."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stackkit import AMIS, make_stack
+
+from perfops_cdk import App, Deployment
+
+
+def _constructs(project: Path, deployments: int) -> int:
+    project.mkdir()
+    app = App(outdir=str(project / "cdktf.out"))
+    stack, image = make_stack(project, app=app)
+    for index in range(deployments):
+        Deployment(
+            stack,
+            f"load{index}",
+            image=image,
+            instance_type="r5d.2xlarge",
+            regions={region: 30 for region in AMIS},
+            security_groups=["allow-ssh", "allow-egress"],
+            ssh_cidrs=["203.0.113.0/24"],
+        )
+    return len(app.node.find_all())
+
+
+def test_a_deployment_adds_two_constructs_per_region(tmp_path: Path) -> None:
+    """Security groups, launch template, data sources, fleet batches and outputs of one
+    deployment in one region: the region fleet and its one element, whatever their
+    number (here 2 groups, 2 batches, 3 data sources, 3 outputs per region)."""
+    one = _constructs(tmp_path / "one", 1)
+    three = _constructs(tmp_path / "three", 3)
+    per_deployment = (three - one) / 2
+    assert per_deployment == 1 + 2 * len(AMIS)
