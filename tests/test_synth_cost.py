@@ -4,6 +4,8 @@ one cdktf element (perfops_cdk/_blocks.py) instead of one construct per resource
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from stackkit import AMIS, make_stack
@@ -36,3 +38,18 @@ def test_a_deployment_adds_two_constructs_per_region(tmp_path: Path) -> None:
     three = _constructs(tmp_path / "three", 3)
     per_deployment = (three - one) / 2
     assert per_deployment == 1 + 2 * len(AMIS)
+
+
+def test_synthesis_does_not_import_boto3() -> None:
+    """An app that only declares and synthesizes never loads boto3 (a third of a
+    second of every synth): the constructs read the endpoint from effects/endpoint.py."""
+    code = (
+        "import sys\n"
+        "from perfops_cdk import App, Deployment, ImageAsset, PerfOpsStack\n"
+        "import perfops_cdk.app, perfops_cdk.constructs.deployment\n"
+        "print('boto3' in sys.modules, 'botocore' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split() == ["False", "False"]

@@ -22,7 +22,7 @@ from perfops_cdk.constructs.region import (
     relative_to_stack_dir,
 )
 from perfops_cdk.effects import ledger
-from perfops_cdk.effects.aws import EMULATOR_ACCOUNT_ID, endpoint_url
+from perfops_cdk.effects.endpoint import EMULATOR_ACCOUNT_ID, endpoint_url
 from perfops_cdk.effects.ledger import state_dir_for
 from perfops_cdk.effects.state_file import DEFAULT_STATE_FILE
 from perfops_cdk.errors import InvalidField, PerfOpsError

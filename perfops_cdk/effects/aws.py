@@ -17,31 +17,16 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from perfops_cdk.effects.denied import denial
-from perfops_cdk.errors import EffectError, PerfOpsError
 
-ENDPOINT_ENV = "PERFOPS_AWS_ENDPOINT"
-# The account the emulator (moto) answers as; a rehearsal's providers allow only it.
-EMULATOR_ACCOUNT_ID = "123456789012"
+# Re-exported: callers that make clients also ask which endpoint they point at.
+from perfops_cdk.effects.endpoint import EMULATOR_ACCOUNT_ID as EMULATOR_ACCOUNT_ID
+from perfops_cdk.effects.endpoint import ENDPOINT_ENV as ENDPOINT_ENV
+from perfops_cdk.effects.endpoint import endpoint_url as endpoint_url
+from perfops_cdk.errors import EffectError
 
 # Retries: adaptive mode adds client-side rate limiting on throttling on top of
 # standard mode's backoff; the attempt budget is explicit rather than botocore's default.
 DEFAULT_MAX_ATTEMPTS = 8
-
-
-def endpoint_url() -> str | None:
-    """The emulator endpoint from the environment, or None for real AWS.
-
-    ``AWS_ENDPOINT_URL`` alone (a rehearsal's environment half cleared) is refused:
-    boto3 and Terraform would follow it while perfops kept a real account's state."""
-    value = os.environ.get(ENDPOINT_ENV, "").strip()
-    stray = os.environ.get("AWS_ENDPOINT_URL", "").strip()
-    if stray and not value:
-        raise PerfOpsError(
-            f"AWS_ENDPOINT_URL is {stray} but {ENDPOINT_ENV} is not set: unset "
-            f"AWS_ENDPOINT_URL for a real account, or set {ENDPOINT_ENV} to the same URL "
-            "to rehearse against it"
-        )
-    return value or None
 
 
 # What a client's credentials and endpoint come from: a cached client is reused only
