@@ -19,7 +19,7 @@ from perfops_cdk import (
 )
 from perfops_cdk.planners import leftovers
 from perfops_cdk.planners.capacity import fulfilment, refills
-from perfops_cdk.planners.preflight import RegionFacts, check, is_standard
+from perfops_cdk.planners.preflight import Finding, RegionFacts, check, finding_lines, is_standard
 from perfops_cdk.planners.stacks import HostGroup
 from perfops_cdk.planners.status import Host
 
@@ -298,3 +298,24 @@ def test_a_fallback_whose_hosts_are_all_gone_is_lost() -> None:
     with_fallback = [*two_spot, *_hosts(("i-8", "t3.large", "on-demand"))]
     assert not fulfilment(spot, state, with_fallback, fallback=1).fallback_lost
     assert not fulfilment(spot, state, two_spot, fallback=0).fallback_lost
+
+
+def test_findings_alike_in_many_regions_are_one_line() -> None:
+    """The same finding in several regions (a quota nobody may read) is said once, with
+    the regions it holds for; what blocks keeps its own line per region, first."""
+    unreadable = "on-demand vCPU quota 'Standard' (L-1216C47A) could not be read (X); not checked"
+    found = [
+        Finding("eu-west-1", unreadable, False),
+        Finding("us-east-1", unreadable, False),
+        Finding("us-east-1", "web: t3.large not offered here; hosts will use t3.xlarge", False),
+        Finding("ap-south-1", "on-demand hosts need 8 vCPUs; ...: short by 2", True),
+    ]
+    assert finding_lines(found, ["ap-south-1", "eu-west-1", "us-east-1"]) == [
+        "ap-south-1: on-demand hosts need 8 vCPUs; ...: short by 2",
+        f"eu-west-1, us-east-1: {unreadable}",
+        "us-east-1: web: t3.large not offered here; hosts will use t3.xlarge",
+    ]
+    everywhere = [Finding(r, unreadable, False) for r in ("eu-west-1", "us-east-1")]
+    assert finding_lines(everywhere, ["eu-west-1", "us-east-1"]) == [
+        f"every region (2): {unreadable}"
+    ]

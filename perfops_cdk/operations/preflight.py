@@ -45,16 +45,26 @@ def check_amis(groups: Sequence[HostGroup], *, parallel: int = DEFAULT_PARALLEL)
             )
 
 
+def _checked(units: Sequence[Unit]) -> list[Unit]:
+    return [u for u in units if u.kind == REGION and u.groups and u.uuid and u.app_stack]
+
+
+def regions_checked(units: Sequence[Unit]) -> list[str]:
+    """The regions check_capacity looks at among ``units``."""
+    return sorted({u.region for u in _checked(units) if u.region})
+
+
 class PreflightFailed(PerfOpsError):
     """Some region cannot hold what the app declares; ``findings`` say which and why."""
 
-    def __init__(self, findings: Sequence[Finding]) -> None:
+    def __init__(self, findings: Sequence[Finding], checked: Sequence[str]) -> None:
         regions = sorted({f.region for f in findings if f.blocking})
         super().__init__(
             f"preflight: {len(regions)} region(s) cannot hold the fleet "
             f"({', '.join(regions)}); change the declaration, raise the quota, or add --force"
         )
         self.findings = tuple(findings)
+        self.checked = tuple(checked)  # every region looked at
 
 
 def check_capacity(
@@ -65,7 +75,7 @@ def check_capacity(
     Returns every finding; raises PreflightFailed (before anything is created) when one
     blocks, unless ``force``.
     """
-    regions = [u for u in units if u.kind == REGION and u.groups and u.uuid and u.app_stack]
+    regions = _checked(units)
 
     def facts(unit: Unit) -> RegionFacts:
         assert unit.region and unit.uuid and unit.app_stack
@@ -78,5 +88,5 @@ def check_capacity(
         for f in check(unit.groups, got)
     ]
     if not force and any(f.blocking for f in found):
-        raise PreflightFailed(found)
+        raise PreflightFailed(found, regions_checked(units))
     return found

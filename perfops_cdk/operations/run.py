@@ -39,6 +39,7 @@ from perfops_cdk.operations.units import Confirm, Mode, Progress, Report, UnitRu
 from perfops_cdk.planners import leftovers, stacks
 from perfops_cdk.planners.capacity import Fulfilment, fulfilment, refills
 from perfops_cdk.planners.leftovers import Resource
+from perfops_cdk.planners.preflight import finding_lines
 from perfops_cdk.planners.stacks import Unit
 from perfops_cdk.project import Project
 
@@ -278,8 +279,9 @@ def deploy(
 
     def check(busy: Sequence[Unit]) -> None:
         preflight.check_amis([g for u in busy for g in u.groups], parallel=READ_PARALLEL)
-        for finding in preflight.check_capacity(busy, parallel=READ_PARALLEL, force=force):
-            progress(finding.line())
+        found = preflight.check_capacity(busy, parallel=READ_PARALLEL, force=force)
+        for line in finding_lines(found, preflight.regions_checked(busy)):
+            progress(line)
 
     mode = Mode(auto_approve=auto_approve, full=full)
     report = _run(

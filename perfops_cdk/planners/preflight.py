@@ -11,7 +11,7 @@ a warning. A quota that cannot be read is said so and not checked.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
@@ -53,6 +53,24 @@ class Finding:
 
     def line(self) -> str:
         return f"{self.region}: {self.text}"
+
+
+def finding_lines(findings: Iterable[Finding], regions: Sequence[str]) -> list[str]:
+    """Findings as lines to print: what blocks, one line per region first; then each
+    other finding once, prefixed by the regions it holds for (``every region (17)``
+    when it holds for all of ``regions``, the regions checked)."""
+    found = list(findings)
+    lines = [f.line() for f in found if f.blocking]
+    alike: dict[str, list[str]] = {}
+    for finding in found:
+        if not finding.blocking:
+            alike.setdefault(finding.text, []).append(finding.region)
+    for text, where in alike.items():
+        if len(where) > 1 and set(where) >= set(regions):
+            lines.append(f"every region ({len(where)}): {text}")
+        else:
+            lines.append(f"{', '.join(where)}: {text}")
+    return lines
 
 
 def check(groups: Iterable[HostGroup], facts: RegionFacts) -> list[Finding]:
