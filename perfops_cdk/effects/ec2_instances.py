@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from perfops_cdk.effects import aws
+from perfops_cdk.effects.ec2_hosts import LISTED_STATES
 from perfops_cdk.planners.containers import CONTAINERS_TAG
 from perfops_cdk.planners.lifetime import LIFETIME_TAG
 from perfops_cdk.planners.status import Host
@@ -19,14 +20,19 @@ def _count(value: str | None) -> int:
 
 
 def hosts(region: str, uuid: str, ec2: Any | None = None) -> list[Host]:
-    """Every instance tagged ``perf-ops=<uuid>`` in ``region``, whatever its stack."""
+    """Every instance tagged ``perf-ops=<uuid>`` in ``region``, whatever its stack, but
+    the terminated ones (they stay listed for about an hour: 400 more after each deploy
+    and destroy of a fleet, each costing the answer time)."""
     client = ec2 or aws.client("ec2", region)
     found = []
     reservations = aws.paginate(
         client,
         "describe_instances",
         "Reservations",
-        Filters=[{"Name": f"tag:{TAG_UUID}", "Values": [uuid]}],
+        Filters=[
+            {"Name": f"tag:{TAG_UUID}", "Values": [uuid]},
+            {"Name": "instance-state-name", "Values": list(LISTED_STATES)},
+        ],
     )
     for reservation in reservations:
         for instance in reservation["Instances"]:
