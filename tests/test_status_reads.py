@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+import pytest
+from botocore.utils import parse_timestamp
+
 from perfops_cdk.effects import aws, ec2_instances
 from perfops_cdk.effects.emulator import Emulator
 
@@ -24,3 +29,38 @@ def test_terminated_instances_are_not_read(emulator: Emulator) -> None:
     ec2.stop_instances(InstanceIds=ids[2:])
     hosts = ec2_instances.hosts("eu-west-1", "readuuid1")
     assert [(h.instance_id, h.state) for h in hosts] == [(ids[2], "stopped")]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-28T10:15:30.000Z",
+        "2026-11-28T10:15:30Z",
+        "2026-11-28T10:15:30.123456+02:00",
+        "2026-11-28T10:15:30",
+        "2026-11-28",
+        "Sat, 28 Nov 2026 10:15:30 GMT",
+        1796551530,
+        1796551530.25,
+        "1796551530",
+    ],
+)
+def test_timestamps_read_as_botocore_reads_them(value: object) -> None:
+    """The fast path gives what botocore's own parser gives, for every form AWS sends."""
+    assert aws.timestamp(value) == parse_timestamp(value)
+    assert aws.timestamp(value).utcoffset() == parse_timestamp(value).utcoffset()
+
+
+def test_clients_parse_timestamps_with_the_fast_path(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's responses carry timezone-aware datetimes, as before, without dateutil."""
+
+    def slow(*args: object, **kwargs: object) -> None:
+        raise AssertionError("dateutil parsed a timestamp")
+
+    monkeypatch.setattr("dateutil.parser.parse", slow)
+    ec2 = aws.client("ec2", "eu-west-1")
+    [instance] = ec2.run_instances(ImageId="ami-03cf127a", MinCount=1, MaxCount=1)["Instances"]
+    launched = instance["LaunchTime"]
+    assert isinstance(launched, datetime) and launched.utcoffset() == timedelta(0)
