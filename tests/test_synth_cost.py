@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stackkit import AMIS, make_stack
+from stackkit import AMIS, make_stack, synth_json
 
-from perfops_cdk import App, Deployment
+from perfops_cdk import App, Deployment, ImageAsset, PerfOpsStack
 
 
 def _constructs(project: Path, deployments: int) -> int:
@@ -53,3 +53,18 @@ def test_synthesis_does_not_import_boto3() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_blocks_are_changed_by_address_on_the_region_stack(tmp_path: Path) -> None:
+    """With no construct per resource, the region stack's add_override is how a user
+    changes one of perfops' blocks (docs/ecosystem.md); it reaches the JSON as written."""
+
+    def declare(stack: PerfOpsStack, image: ImageAsset) -> None:
+        Deployment(stack, "web", image=image, instance_type="t3.micro", regions={"eu-west-1": 3})
+        stack.region_stack("eu-west-1").add_override(
+            "resource.aws_ec2_fleet.web_hosts.timeouts", {"create": "20m"}
+        )
+
+    fleet = synth_json(tmp_path, declare)["perf-ops-eu-west-1"]["resource"]["aws_ec2_fleet"]
+    assert fleet["web_hosts"]["timeouts"] == {"create": "20m"}
+    assert fleet["web_hosts"]["type"] == "instant"
