@@ -315,7 +315,7 @@ def test_findings_alike_in_many_regions_are_one_line() -> None:
         f"eu-west-1, us-east-1: {unreadable}",
         "us-east-1: web: t3.large not offered here; hosts will use t3.xlarge",
     ]
-    everywhere = [Finding(r, unreadable, False) for r in ("eu-west-1", "us-east-1")]
-    assert finding_lines(everywhere, ["eu-west-1", "us-east-1"]) == [
-        f"every region (2): {unreadable}"
-    ]
+    regions = ["ap-south-1", "eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]
+    everywhere = [Finding(r, unreadable, False) for r in regions]
+    assert finding_lines(everywhere, regions) == [f"every region (5): {unreadable}"]
+    assert finding_lines(everywhere[:4], regions[:4]) == [f"{', '.join(regions[:4])}: {unreadable}"]

@@ -57,9 +57,9 @@ def test_region_scaled_to_zero_then_dropped_converges(fleet: Fleet) -> None:
 
 def _checked_regions(result: subprocess.CompletedProcess[str]) -> set[str]:
     """Regions whose vCPU quota the preflight looked up (the emulator cannot answer an
-    EC2 quota, so each looked-up region says so in one line, among the progress)."""
-    pattern = r"^([a-z]{2}-[a-z]+-\d): on-demand vCPU quota"
-    return set(re.findall(pattern, result.stderr, re.M))
+    EC2 quota, so the looked-up regions say so in one line, among the progress)."""
+    pattern = r"^((?:[a-z]{2}-[a-z]+-\d(?:, )?)+): on-demand vCPU quota"
+    return {r for found in re.findall(pattern, result.stderr, re.M) for r in found.split(", ")}
 
 
 def test_preflight_checks_only_the_region_stacks_that_change(fleet: Fleet) -> None:

@@ -55,10 +55,16 @@ class Finding:
         return f"{self.region}: {self.text}"
 
 
+# From this many regions on, a finding that holds for every one of them says so
+# instead of naming them all.
+EVERY_REGION_FROM = 5
+
+
 def finding_lines(findings: Iterable[Finding], regions: Sequence[str]) -> list[str]:
     """Findings as lines to print: what blocks, one line per region first; then each
-    other finding once, prefixed by the regions it holds for (``every region (17)``
-    when it holds for all of ``regions``, the regions checked)."""
+    other finding once, prefixed by the regions it holds for: their names, or
+    ``every region (17)`` when it holds for all of ``regions`` (the regions checked)
+    and they are at least EVERY_REGION_FROM."""
     found = list(findings)
     lines = [f.line() for f in found if f.blocking]
     alike: dict[str, list[str]] = {}
@@ -66,7 +72,7 @@ def finding_lines(findings: Iterable[Finding], regions: Sequence[str]) -> list[s
         if not finding.blocking:
             alike.setdefault(finding.text, []).append(finding.region)
     for text, where in alike.items():
-        if len(where) > 1 and set(where) >= set(regions):
+        if len(where) >= EVERY_REGION_FROM and set(where) >= set(regions):
             lines.append(f"every region ({len(where)}): {text}")
         else:
             lines.append(f"{', '.join(where)}: {text}")
