@@ -7,11 +7,12 @@ a terminal; piped, it is tab-separated rows with a header line (or JSON with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -164,6 +165,29 @@ def _show_hosts(found: Sequence[FleetHost]) -> None:
         console.print(table)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the interruption a fan-out already cleans up after."""
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """Ctrl-C or SIGTERM (``timeout``, a CI job cancelled) ends a fan-out the same way:
+    every ssh it started is killed and waited for, one line, exit 130 or 143."""
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, _Terminated)
+        errors.print(f"{'terminated' if terminated else 'interrupted'}; every ssh was stopped")
+        raise typer.Exit(143 if terminated else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _writer() -> ssh.LineSink:
     """Prefix each line with its host; whole lines only, whichever thread writes."""
     lock = threading.Lock()
@@ -195,14 +219,12 @@ def ssh_command(
         chosen = fleet.resolve(project, target, stack=stack)
         if not command:
             ssh.exec_interactive(fleet.login_destination(project, target, chosen, access))
-        outcomes = fleet.run_command(
-            project, chosen, " ".join(command), access, parallel=parallel, on_line=_writer()
-        )
+        with _stopped_by_signals():
+            outcomes = fleet.run_command(
+                project, chosen, " ".join(command), access, parallel=parallel, on_line=_writer()
+            )
     except PerfOpsError as error:
         raise _fail(error) from None
-    except KeyboardInterrupt:
-        errors.print("interrupted; every ssh was stopped")
-        raise typer.Exit(130) from None
     failed = [o for o in outcomes if o.exit_code != 0]
     known_hosts = fleet.known_hosts_file(project)
     summary = f"ok {len(outcomes) - len(failed)} of {len(outcomes)} host(s)"
@@ -311,12 +333,12 @@ def clients(
     """Load-client containers per deployment and region: declared, created, running."""
     access = fleet.Access(user=user, identity=identity)
     try:
-        rows = fleet.clients(Project.find(), access, target=target, stack=stack, parallel=parallel)
+        with _stopped_by_signals():
+            rows = fleet.clients(
+                Project.find(), access, target=target, stack=stack, parallel=parallel
+            )
     except PerfOpsError as error:
         raise _fail(error) from None
-    except KeyboardInterrupt:
-        errors.print("interrupted; every ssh was stopped")
-        raise typer.Exit(130) from None
     _show_clients(rows)
 
 
