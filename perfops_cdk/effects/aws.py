@@ -54,8 +54,8 @@ _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
 def timestamp(value: Any) -> datetime:
     """botocore's timestamp parser, but ISO 8601 text (what EC2 and the other query
-    APIs send) is read by the standard library. botocore reads it with dateutil, about
-    1 ms a value: three per instance, 1.4 CPU-s of a ``perfops status`` of 400 hosts.
+    APIs send) is read by the standard library: 1.4 us a value instead of dateutil's
+    100 us (three per instance; 0.13 CPU-s of a ``perfops status`` of 400 hosts).
     Epoch numbers and RFC 822 dates still go to botocore."""
     if isinstance(value, str) and not _NUMBER.fullmatch(value):
         try:
