@@ -40,7 +40,6 @@ class RawBlocks(TerraformElement):
         self._parent = parent
         self._blocks: list[_Block] = []
         self._outputs: dict[str, tuple[str, str]] = {}  # logical id -> (child, expression)
-        self._skip: set[tuple[str, str, str]] = set()
 
     def resource(
         self,
@@ -69,15 +68,15 @@ class RawBlocks(TerraformElement):
 
     def leave_out(self, kind: str, type: str, logical_id: str) -> None:
         """A block that a construct of its own now synthesizes instead."""
-        self._skip.add((kind, type, logical_id))
+        self._blocks = [
+            b for b in self._blocks if (b.kind, b.type, b.logical_id) != (kind, type, logical_id)
+        ]
 
     @jsii.member(jsii_name="toTerraform")
     def to_terraform(self) -> Any:
         parent = self._parent
         out: dict[str, Any] = {}
         for block in self._blocks:
-            if (block.kind, block.type, block.logical_id) in self._skip:
-                continue
             raw = block.attributes() if callable(block.attributes) else block.attributes
             body: dict[str, Any] = {**terraform_literal(raw), **block.meta}
             body["//"] = {

@@ -23,7 +23,6 @@ from perfops_cdk.operations import cost as costs
 from perfops_cdk.operations.preflight import PreflightFailed
 from perfops_cdk.planners.cost import Estimate, Prices
 from perfops_cdk.planners.lifetime import left_text
-from perfops_cdk.planners.preflight import finding_lines
 from perfops_cdk.planners.stacks import Unit
 from perfops_cdk.planners.status import StatusRow
 from perfops_cdk.project import Project
@@ -111,7 +110,7 @@ def deploy(
             announce=_announce(table),
         )
     except PreflightFailed as error:
-        for line in finding_lines(error.findings, error.checked):
+        for line in error.lines():
             errors.print(line, markup=False, highlight=False)
         raise _fail(error) from None
     except PerfOpsError as error:

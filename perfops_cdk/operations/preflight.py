@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from perfops_cdk.effects import aws, ec2_capacity
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.operations.loading import DEFAULT_PARALLEL, concurrently
-from perfops_cdk.planners.preflight import Finding, RegionFacts, check
+from perfops_cdk.planners.preflight import Finding, RegionFacts, check, finding_lines
 from perfops_cdk.planners.stacks import REGION, HostGroup, Unit
 
 
@@ -65,6 +65,10 @@ class PreflightFailed(PerfOpsError):
         )
         self.findings = tuple(findings)
         self.checked = tuple(checked)  # every region looked at
+
+    def lines(self) -> list[str]:
+        """The findings as lines to print (planners/preflight.finding_lines)."""
+        return finding_lines(self.findings, self.checked)
 
 
 def check_capacity(
