@@ -106,7 +106,20 @@ def client(
             made = _clients[key] = shared.client(
                 service, region_name=region, endpoint_url=url, config=config
             )
+            _load_models(made)
         return made
+
+
+def _load_models(client: Any) -> None:
+    """Load the service's pagination and waiter models now, under the cache lock.
+    botocore loads each at a client's first ``get_paginator`` / ``get_waiter``,
+    scanning its data directory (some 420 services) the first time in a process; 17
+    region threads doing that at once each ran the scan, holding each other off the
+    GIL: about a second of a 17-region ``perfops status``."""
+    operations = client.meta.method_to_api_mapping
+    if operations:
+        client.can_paginate(next(iter(operations)))
+    client.waiter_names  # noqa: B018 (reading it loads the waiter model)
 
 
 def effect_error(client: Any, operation: str, exc: ClientError | BotoCoreError) -> EffectError:
