@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.operations.loading import concurrently
 from perfops_cdk.planners import batches, changes, leftovers, stacks
 from perfops_cdk.planners.leftovers import Resource
 
@@ -260,3 +261,31 @@ def test_matches_compares_live_hosts_and_groups_with_the_declaration() -> None:
     assert leftovers.matches(unit.groups, [group, *hosts])
     assert not leftovers.matches(unit.groups, [group, *hosts[:2]])
     assert not leftovers.matches(unit.groups, hosts)
+
+
+def test_region_stacks_weigh_their_deployments_blocks() -> None:
+    """A region stack's weight counts each deployment's security groups and fleets and
+    its five other blocks; stacks without host groups weigh nothing."""
+    big = {**GROUP, "hosts": 60, "batches": {"0": 25, "1": 25, "2": 10}}
+    jsons = {**JSONS, "perf-ops-eu-west-1": _note("eu-west-1", {"web": GROUP, "api": big})}
+    units = {u.name: u for u in stacks.read_units(MANIFEST, jsons)}
+    assert units["perf-ops-eu-west-1"].weight == (1 + 1 + 5) + (1 + 3 + 5)
+    assert units["perf-ops"].weight == units["user-stack"].weight == 0
+
+
+def test_concurrently_starts_the_heaviest_first_and_answers_in_item_order() -> None:
+    """A heavy region started last runs alone at the end while the other workers stand
+    idle: with a weight, work starts heaviest first (ties in item order)."""
+    started: list[str] = []
+    weights = {"a": 1, "b": 7, "c": 0, "d": 7, "e": 3}
+
+    def work(item: str) -> str:
+        started.append(item)
+        return item.upper()
+
+    items = list(weights)
+    assert concurrently(items, work, 1, weight=weights.__getitem__) == ["A", "B", "C", "D", "E"]
+    assert started == ["b", "d", "e", "a", "c"]
+    started.clear()
+    assert concurrently(items, work, 1) == ["A", "B", "C", "D", "E"]
+    assert started == items

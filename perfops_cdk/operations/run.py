@@ -240,7 +240,10 @@ def _run(
     for index, wave in enumerate(waves):
         progress(f"checking {len(wave)} stack(s): {', '.join(u.name for u in wave)}")
         prepared = concurrently(
-            [by_name[u.name] for u in wave], lambda s: _plan(loaded, s, mode), parallel
+            [by_name[u.name] for u in wave],
+            lambda s: _plan(loaded, s, mode),
+            parallel,
+            weight=lambda s: s.unit.weight,
         )
         report = Report(runs=tuple(prepared))
         asks = index == 0 and not mode.auto_approve and report.changes
@@ -249,7 +252,14 @@ def _run(
         busy = [p.unit.name for p in prepared if p.error is None and not p.skipped]
         if busy and (mode.auto_approve or report.changes):
             progress(f"applying {', '.join(busy)}")
-        runs.extend(concurrently(prepared, lambda p: _apply(loaded, p, mode), parallel))
+        runs.extend(
+            concurrently(
+                prepared,
+                lambda p: _apply(loaded, p, mode),
+                parallel,
+                weight=lambda p: 0 if p.skipped or p.error else p.unit.weight,
+            )
+        )
     return Report(runs=tuple(runs))
 
 
