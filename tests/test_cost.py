@@ -24,6 +24,7 @@ from perfops_cdk.planners import cost
 from perfops_cdk.planners.cost import Prices, Span
 from perfops_cdk.planners.stacks import HostGroup
 from perfops_cdk.planners.status import Host
+from perfops_cdk.props.regions import DEFAULT_REGIONS
 
 REPO = Path(__file__).resolve().parent.parent
 D = Decimal
@@ -119,7 +120,7 @@ def test_estimate_prices_each_market_type_and_root_volume(
     [line] = cost.estimate([declared], PRICES).lines
     assert line.per_hour == per_hour
     assert (cost.span_text(line.vcpus, money=False) if line.vcpus else "?") == vcpus
-    assert line.missing == missing
+    assert tuple(map(str, line.missing)) == missing
 
 
 def test_estimate_totals_count_hosts_vcpus_and_incomplete_lines() -> None:
@@ -162,10 +163,10 @@ def test_running_cost_prices_each_live_host_by_its_own_type_and_lifecycle() -> N
     assert (web.deployment, web.hosts, web.on_demand, web.spot) == ("web", 2, 1, 1)
     assert web.per_hour == Span.of([D("0.3") + D("0.2") + 2 * VOLUME])
     assert web.vcpus == Span(D(12), D(12))
-    assert (stray.declared, stray.per_hour, stray.missing) == (
+    assert (stray.declared, stray.per_hour, tuple(map(str, stray.missing))) == (
         False,
         Span.of([D("0.1")]),
-        ("root volume size unknown (nothing declares these hosts)",),
+        ("root volume size unknown (nothing declares the hosts) in eu-west-1",),
     )
 
 
@@ -417,7 +418,27 @@ def test_totals_read_as_lower_bounds_when_a_price_is_missing() -> None:
     )
     assert line_price(nothing.lines[0]) == "?"
     assert detail_lines(nothing) == [
-        "  web/ap-south-1: no on-demand price for r5d.xlarge in ap-south-1; "
-        "no gp3 volume price in ap-south-1",
+        "  ap-south-1: no on-demand price for r5d.xlarge",
+        "  ap-south-1: no gp3 volume price",
+        "prices: test table, 2026-11-28",
+    ]
+
+
+def test_a_missing_price_is_one_line_naming_its_regions() -> None:
+    """A price missing for several deployments and regions is said once: 4 deployments
+    in 17 regions without a price source were 68 lines saying the same two things."""
+    regions = DEFAULT_REGIONS[:17]
+    fleet = [group(name=f"load{d}", region=r) for d in range(4) for r in regions]
+    unpriced = cost.estimate(fleet, cost.parse_prices({"source": "none"}, "none"))
+    assert total_line(unpriced, "fleet").endswith("cost unknown: 68 lines lack a price")
+    assert detail_lines(unpriced) == [
+        "  every region (17): no on-demand price for r5d.xlarge",
+        "  every region (17): no gp3 volume price",
+        "prices: none",
+    ]
+    spot = [group(region=r, market="spot", on_demand_hosts=0) for r in ("eu-west-1", "us-east-1")]
+    partial = cost.estimate([*spot, group(name="api", region="us-east-1")], PRICES)
+    assert detail_lines(partial) == [
+        "  us-east-1: no spot price for r5d.xlarge",
         "prices: test table, 2026-11-28",
     ]

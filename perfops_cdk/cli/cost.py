@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perfops_cdk.planners.cost import CostLine, Estimate, span_text
+from perfops_cdk.props.regions import regions_text
 
 HOURS_PER_DAY = 24
 
@@ -43,11 +44,11 @@ def total_line(estimate: Estimate, what: str) -> str:
 
 
 def detail_lines(estimate: Estimate) -> list[str]:
-    """What is missing per line, where the prices came from, and what went wrong."""
+    """Each missing price once with its regions, where the prices came from, and what
+    went wrong."""
+    regions = estimate.regions
     lines = [
-        f"  {line.deployment}/{line.region}: {'; '.join(line.missing)}"
-        for line in estimate.lines
-        if line.missing
+        f"  {regions_text(where, regions)}: {what}" for what, where in estimate.missing().items()
     ]
     lines.append(f"prices: {estimate.prices.source}")
     lines += [f"prices: {note}" for note in estimate.prices.notes]

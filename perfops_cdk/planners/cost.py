@@ -126,6 +126,17 @@ ZERO = Span(Decimal(0), Decimal(0))
 
 
 @attrs.frozen
+class Missing:
+    """A price (or size) an estimate lacks, and the region it lacks it in."""
+
+    what: str  # "no spot price for r5d.xlarge", "no gp3 volume price"
+    region: str
+
+    def __str__(self) -> str:
+        return f"{self.what} in {self.region}"
+
+
+@attrs.frozen
 class CostLine:
     """One deployment in one region: its hosts, vCPUs and price per hour.
 
@@ -142,7 +153,7 @@ class CostLine:
     spot: int
     vcpus: Span | None
     per_hour: Span
-    missing: tuple[str, ...] = ()
+    missing: tuple[Missing, ...] = ()
     lifetime: str | None = None
     declared: bool = True
 
@@ -178,6 +189,21 @@ class Estimate:
         """Lines whose price is only a lower bound."""
         return sum(1 for line in self.lines if line.missing)
 
+    def missing(self) -> dict[str, list[str]]:
+        """Each missing price once, with the regions that lack it (a fleet without a
+        price source lacks the same few in every line)."""
+        where: dict[str, list[str]] = {}
+        for line in self.lines:
+            for missing in line.missing:
+                regions = where.setdefault(missing.what, [])
+                if missing.region not in regions:
+                    regions.append(missing.region)
+        return where
+
+    @property
+    def regions(self) -> list[str]:
+        return sorted({line.region for line in self.lines})
+
     @property
     def without_lifetime(self) -> tuple[str, ...]:
         """Deployments with hosts and no lifetime: they run until destroyed."""
@@ -193,19 +219,29 @@ def _vcpus(types: Sequence[str]) -> Span | None:
 
 
 def _volumes(
-    prices: Prices, region: str, hosts: int, size_gib: int, volume_type: str, missing: list[str]
+    prices: Prices,
+    region: str,
+    hosts: int,
+    size_gib: int,
+    volume_type: str,
+    missing: list[Missing],
 ) -> Span:
     if not hosts:
         return ZERO
     price = prices.volume(region, volume_type)
     if price is None:
-        missing.append(f"no {volume_type} volume price in {region}")
+        missing.append(Missing(f"no {volume_type} volume price", region))
         return ZERO
     return Span.of([price * size_gib * hosts / HOURS_PER_MONTH])
 
 
 def _instances(
-    prices: Prices, region: str, types: Sequence[str], market: str, hosts: int, missing: list[str]
+    prices: Prices,
+    region: str,
+    types: Sequence[str],
+    market: str,
+    hosts: int,
+    missing: list[Missing],
 ) -> Span:
     if not hosts:
         return ZERO
@@ -213,7 +249,7 @@ def _instances(
     for instance_type in types:
         price = prices.instance(region, instance_type, market)
         if price is None:
-            missing.append(f"no {market} price for {instance_type} in {region}")
+            missing.append(Missing(f"no {market} price for {instance_type}", region))
         else:
             known.append(price)
     return Span.of(known).times(hosts) if known else ZERO
@@ -225,7 +261,7 @@ def estimate(groups: Iterable[HostGroup], prices: Prices) -> Estimate:
     for group in groups:
         if not group.hosts:
             continue
-        missing: list[str] = []
+        missing: list[Missing] = []
         spot = group.hosts - group.on_demand_hosts if group.market == SPOT else 0
         # The on-demand fallback (planners/capacity.py) stands in for spot hosts spot
         # could not give: as many hosts run, that many of them on demand.
@@ -270,13 +306,13 @@ def running(hosts: Iterable[Host], groups: Iterable[HostGroup], prices: Prices) 
     for key, live in sorted(by_key.items()):
         app_stack, deployment, region = key
         group = declared.get(key)
-        missing: list[str] = []
+        missing: list[Missing] = []
         per_hour = ZERO
         for host in live:
             market = SPOT if host.lifecycle == SPOT else ON_DEMAND
             per_hour += _instances(prices, region, [host.instance_type], market, 1, missing)
         if group is None:
-            missing.append("root volume size unknown (nothing declares these hosts)")
+            missing.append(Missing("root volume size unknown (nothing declares the hosts)", region))
         else:
             per_hour += _volumes(
                 prices, region, len(live), group.root_volume_gib, group.root_volume_type, missing
@@ -294,7 +330,7 @@ def running(hosts: Iterable[Host], groups: Iterable[HostGroup], prices: Prices) 
                 spot=spot,
                 vcpus=None if None in counts else Span.of([sum(c or 0 for c in counts)]),
                 per_hour=per_hour,
-                missing=tuple(sorted(set(missing))),
+                missing=tuple(dict.fromkeys(missing)),
                 lifetime=group.lifetime if group else None,
                 declared=group is not None,
             )

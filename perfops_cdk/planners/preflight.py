@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import attrs
 
 from perfops_cdk.planners.stacks import HostGroup
+from perfops_cdk.props.regions import regions_text
 
 # EC2's vCPU quotas for the standard families (A, C, D, H, I, M, R, T, Z).
 ON_DEMAND_STANDARD = (
@@ -55,27 +56,17 @@ class Finding:
         return f"{self.region}: {self.text}"
 
 
-# From this many regions on, a finding that holds for every one of them says so
-# instead of naming them all.
-EVERY_REGION_FROM = 5
-
-
 def finding_lines(findings: Iterable[Finding], regions: Sequence[str]) -> list[str]:
     """Findings as lines to print: what blocks, one line per region first; then each
-    other finding once, prefixed by the regions it holds for: their names, or
-    ``every region (17)`` when it holds for all of ``regions`` (the regions checked)
-    and they are at least EVERY_REGION_FROM."""
+    other finding once, prefixed by the regions it holds for (``regions_text``, among
+    ``regions``, the regions checked)."""
     found = list(findings)
     lines = [f.line() for f in found if f.blocking]
     alike: dict[str, list[str]] = {}
     for finding in found:
         if not finding.blocking:
             alike.setdefault(finding.text, []).append(finding.region)
-    for text, where in alike.items():
-        if len(where) >= EVERY_REGION_FROM and set(where) >= set(regions):
-            lines.append(f"every region ({len(where)}): {text}")
-        else:
-            lines.append(f"{', '.join(where)}: {text}")
+    lines += [f"{regions_text(where, regions)}: {text}" for text, where in alike.items()]
     return lines
 
 

@@ -1,8 +1,10 @@
-"""AWS regions a deployment may use, and a helpful error for typos."""
+"""AWS regions a deployment may use, a helpful error for typos, and how a list of
+regions reads in one line."""
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection, Sequence
 
 from perfops_cdk.errors import InvalidField
 
@@ -63,3 +65,16 @@ def check_region(value: object, field: str = "region") -> str:
 def provider_alias(region: str) -> str:
     """The Terraform provider alias for a region: ``eu-west-1`` -> ``euwest1``."""
     return region.replace("-", "")
+
+
+# From this many regions on, a list that covers all of them reads "every region (N)".
+EVERY_REGION_FROM = 5
+
+
+def regions_text(where: Sequence[str], among: Collection[str]) -> str:
+    """``where`` as it prefixes a line said of several regions: their names, or
+    ``every region (17)`` when they are every one of ``among`` (the regions in
+    question) and at least EVERY_REGION_FROM."""
+    if len(where) >= EVERY_REGION_FROM and set(where) >= set(among):
+        return f"every region ({len(where)})"
+    return ", ".join(where)
