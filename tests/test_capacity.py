@@ -18,10 +18,11 @@ from perfops_cdk import (
     PerfOpsStack,
 )
 from perfops_cdk.planners import leftovers
-from perfops_cdk.planners.capacity import fulfilment, refills
+from perfops_cdk.planners.capacity import Fulfilment, fulfilment, fulfilment_lines, refills
 from perfops_cdk.planners.preflight import Finding, RegionFacts, check, finding_lines, is_standard
 from perfops_cdk.planners.stacks import HostGroup
 from perfops_cdk.planners.status import Host
+from perfops_cdk.props.regions import DEFAULT_REGIONS
 
 
 @pytest.mark.parametrize(
@@ -256,6 +257,37 @@ def test_on_demand_short_says_the_next_deploy_retries() -> None:
     assert got.fallback_needed == 0
     assert got.line() == (
         "eu-west-1 web: 0 of 2 live (none); 2 short: EC2 had no capacity, the next deploy retries"
+    )
+
+
+def test_a_deployment_fully_live_in_many_regions_is_one_line() -> None:
+    """Every host live in five regions or more reads as one line per deployment (68
+    lines of "6 of 6 live" at 400 hosts); a region short or on its fallback keeps its
+    own line, and so does a deployment in fewer regions."""
+
+    def got(region: str, deployment: str, live: int, **more: Any) -> Fulfilment:
+        fields: dict[str, Any] = {"from_batches": live, "fallback": 0, "spot": 0}
+        fields |= {"by_type": (("r5d.2xlarge", live),), "fallback_allowed": False, **more}
+        return Fulfilment(region, deployment, 6, live, **fields)
+
+    regions = DEFAULT_REGIONS[:6]
+    web = [got(r, "web", 6) for r in regions]
+    spot = [
+        got(r, "spot", 6, spot=6, by_type=(("r5d.2xlarge", 4), ("r6id.2xlarge", 2)))
+        for r in regions
+    ]
+    few = [got(r, "few", 6) for r in regions[:4]]
+    short = [got(r, "api", 6) for r in regions[:5]] + [got(regions[5], "api", 4)]
+    lines = fulfilment_lines([*web, *spot, *few, *short])
+    assert lines == [
+        "web: 36 of 36 live in 6 regions (36 r5d.2xlarge)",
+        "spot: 36 of 36 live in 6 regions (24 r5d.2xlarge, 12 r6id.2xlarge; 36 spot)",
+        *[f.line() for f in few],
+        *[f.line() for f in short],
+    ]
+    assert lines[-1] == (
+        "ap-southeast-2 api: 4 of 6 live (4 r5d.2xlarge); "
+        "2 short: EC2 had no capacity, the next deploy retries"
     )
 
 

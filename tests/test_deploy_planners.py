@@ -10,6 +10,7 @@ from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.operations.loading import concurrently
 from perfops_cdk.planners import batches, changes, leftovers, stacks
 from perfops_cdk.planners.leftovers import Resource
+from perfops_cdk.props.regions import DEFAULT_REGIONS
 
 
 @pytest.mark.parametrize(
@@ -289,3 +290,20 @@ def test_concurrently_starts_the_heaviest_first_and_answers_in_item_order() -> N
     started.clear()
     assert concurrently(items, work, 1) == ["A", "B", "C", "D", "E"]
     assert started == items
+
+
+def test_progress_names_a_stack_in_many_regions_once() -> None:
+    """Region stacks of one PerfOpsStack in five regions or more read as one name and
+    a count (17 region stacks were five lines of names, twice per deploy); fewer, and
+    other stacks, by their names."""
+    regions = DEFAULT_REGIONS[:17]
+    many = [stacks.Unit(f"big-{r}", stacks.REGION, app_stack="big", region=r) for r in regions]
+    few = [
+        stacks.Unit(f"small-{r}", stacks.REGION, app_stack="small", region=r) for r in regions[:2]
+    ]
+    gone = stacks.Unit("big-me-south-1", stacks.TOMBSTONE, app_stack="big", region="me-south-1")
+    plain = stacks.Unit("user-stack", stacks.PLAIN)
+    assert stacks.names_text([*many, *few, gone, plain]) == (
+        "big in 18 regions, small-ap-northeast-1, small-ap-northeast-2, user-stack"
+    )
+    assert stacks.names_text(many[:4]) == ", ".join(u.name for u in many[:4])

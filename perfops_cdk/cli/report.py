@@ -10,6 +10,7 @@ from rich.console import Console
 from perfops_cdk import operations
 from perfops_cdk.effects.terraform import show_plan
 from perfops_cdk.planners import changes
+from perfops_cdk.planners.capacity import fulfilment_lines
 
 console = Console()
 errors = Console(stderr=True)
@@ -92,9 +93,8 @@ def finish(report: operations.Report, verb: str) -> None:
             )
     for line in report.swept:
         console.print(line, markup=False, highlight=False)
-    for run in report.runs:
-        for got in run.capacity:
-            console.print(got.line(), markup=False, highlight=False)
+    for line in fulfilment_lines(got for run in report.runs for got in run.capacity):
+        console.print(line, markup=False, highlight=False)
     if not report.changes and all(r.ok for r in report.runs):
         console.print(f"{verb}: no changes")
     if not all(r.ok for r in report.runs):

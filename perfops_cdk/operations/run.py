@@ -238,7 +238,7 @@ def _run(
     # each wave is planned and applied before the next; one confirmation covers all
     # of a dependency-free app (the usual case: region stacks only).
     for index, wave in enumerate(waves):
-        progress(f"checking {len(wave)} stack(s): {', '.join(u.name for u in wave)}")
+        progress(f"checking {len(wave)} stack(s): {stacks.names_text(wave)}")
         prepared = concurrently(
             [by_name[u.name] for u in wave],
             lambda s: _plan(loaded, s, mode),
@@ -249,9 +249,9 @@ def _run(
         asks = index == 0 and not mode.auto_approve and report.changes
         if asks and (confirm is None or not confirm(report)):
             return Report(runs=tuple(runs + prepared), cancelled=True)
-        busy = [p.unit.name for p in prepared if p.error is None and not p.skipped]
+        busy = [p.unit for p in prepared if p.error is None and not p.skipped]
         if busy and (mode.auto_approve or report.changes):
-            progress(f"applying {', '.join(busy)}")
+            progress(f"applying {stacks.names_text(busy)}")
         runs.extend(
             concurrently(
                 prepared,

@@ -19,6 +19,7 @@ import attrs
 
 from perfops_cdk.planners.stacks import HostGroup
 from perfops_cdk.planners.status import LIVE_STATES, Host
+from perfops_cdk.props.regions import EVERY_REGION_FROM
 
 FALLBACK_KEY = "fallback"
 
@@ -36,6 +37,7 @@ class Fulfilment:
     spot: int
     by_type: tuple[tuple[str, int], ...]
     fallback_allowed: bool
+    app_stack: str = ""
 
     @property
     def short(self) -> int:
@@ -56,9 +58,8 @@ class Fulfilment:
         return bool(needed) and needed == self.fallback and self.live <= self.from_batches
 
     def line(self) -> str:
-        types = ", ".join(f"{n} {t}" for t, n in self.by_type) or "none"
-        head = f"{self.region} {self.deployment}: {self.live} of {self.declared} live ({types}"
-        head += f"; {self.spot} spot)" if self.spot else ")"
+        types = _types_text(self.by_type, self.spot)
+        head = f"{self.region} {self.deployment}: {self.live} of {self.declared} live {types}"
         if self.fallback:
             head += f"; {self.fallback} on-demand as fallback for spot"
         if self.short and not self.fallback_allowed:
@@ -66,6 +67,36 @@ class Fulfilment:
         elif self.short:
             head += f"; {self.short} short"
         return head
+
+
+def _types_text(by_type: Iterable[tuple[str, int]], spot: int) -> str:
+    types = ", ".join(f"{n} {t}" for t, n in by_type) or "none"
+    return f"({types}; {spot} spot)" if spot else f"({types})"
+
+
+def fulfilment_lines(got: Iterable[Fulfilment]) -> list[str]:
+    """The after-apply lines, in order: each deployment and region's ``line``, but a
+    deployment with every host live, no fallback, in EVERY_REGION_FROM regions or more
+    is one line for all of them (``web: 102 of 102 live in 17 regions (102 r5d.2xlarge)``)."""
+    items = list(got)
+    by_deployment: dict[tuple[str, str], list[Fulfilment]] = {}
+    for item in items:
+        by_deployment.setdefault((item.app_stack, item.deployment), []).append(item)
+    lines: dict[str, None] = {}
+    for item in items:
+        alike = by_deployment[item.app_stack, item.deployment]
+        plain = all(f.live == f.declared and not f.fallback for f in alike)
+        if not plain or len({f.region for f in alike}) < EVERY_REGION_FROM:
+            lines[item.line()] = None
+            continue
+        types: Counter[str] = Counter()
+        for f in alike:
+            types.update(dict(f.by_type))
+        live, spot = sum(f.live for f in alike), sum(f.spot for f in alike)
+        regions = len({f.region for f in alike})
+        text = _types_text(sorted(types.items()), spot)
+        lines[f"{item.deployment}: {live} of {live} live in {regions} regions {text}"] = None
+    return list(lines)
 
 
 def launched_by_batch(state: Mapping[str, Any], deployment: str) -> dict[str, set[str]]:
@@ -111,6 +142,7 @@ def fulfilment(
         spot=sum(1 for h in live if h.lifecycle == "spot"),
         by_type=tuple(sorted(types.items())),
         fallback_allowed=group.market == "spot" and group.fallback_to_on_demand,
+        app_stack=group.app_stack,
     )
 
 

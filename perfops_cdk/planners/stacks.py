@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.props.regions import EVERY_REGION_FROM
 
 REGION, APP, PLAIN, TOMBSTONE = "region", "app", "plain", "tombstone"
 
@@ -185,6 +186,22 @@ def select(units: Sequence[Unit], stack: str | None) -> list[Unit]:
     raise PerfOpsError(
         f"--stack: {stack!r} is not a stack of this app; known: {', '.join(known)}{hint}"
     )
+
+
+def names_text(units: Sequence[Unit]) -> str:
+    """Units as a progress line names them: by name, but the region stacks of a
+    PerfOpsStack in EVERY_REGION_FROM regions or more as one ``perf-ops in 17 regions``
+    (each region reports its own line later)."""
+    regions: dict[str, int] = {}
+    for unit in units:
+        if unit.kind in (REGION, TOMBSTONE) and unit.app_stack:
+            regions[unit.app_stack] = regions.get(unit.app_stack, 0) + 1
+    parts: dict[str, None] = {}
+    for unit in units:
+        count = regions.get(unit.app_stack or "", 0) if unit.kind in (REGION, TOMBSTONE) else 0
+        many = count >= EVERY_REGION_FROM
+        parts[f"{unit.app_stack} in {count} regions" if many else unit.name] = None
+    return ", ".join(parts)
 
 
 def waves(units: Sequence[Unit], *, reverse: bool = False) -> list[list[Unit]]:
