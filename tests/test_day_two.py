@@ -22,8 +22,9 @@ from fleetkit import (
     tagged,
 )
 
-from perfops_cdk.effects import aws
+from perfops_cdk.effects import aws, terraform
 from perfops_cdk.effects.emulator import Emulator
+from perfops_cdk.effects.terraform import cli_config
 
 pytestmark = [
     pytest.mark.terraform,
@@ -260,3 +261,41 @@ def test_destroy_lists_leftovers_and_sweep_removes_only_ours(fleet: Fleet) -> No
     assert ours not in remaining
     assert {theirs, other_stack, untagged} <= remaining
     assert groups() == {("eu-west-1", "stray-stack")}
+
+
+def test_destroy_empties_region_stacks_itself_and_terraform_agrees(fleet: Fleet) -> None:
+    """perfops deletes what its region stacks' states hold through the API, with no
+    Terraform run (four provider starts each, most of a 17-region destroy), after the
+    usual confirmation: AWS holds nothing tagged, Terraform reads the emptied states as
+    empty, and the next deploy and a Terraform destroy (--full) work on them."""
+    declaration = {"perf-ops": {"web": {"regions": {"eu-west-1": 2, "us-east-1": 1}}}}
+    fleet.declare(declaration)
+    fleet.deploy()
+    logs = fleet.root / ".perfops" / "logs"
+    before = {p.name: p.stat().st_size for p in logs.glob("*.log")}
+    destroyed = fleet.perfops("destroy", stdin="y\n")
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert "Apply these changes?" in destroyed.stdout
+    counted = re.findall(
+        r"(perf-ops-[a-z0-9-]+): 0 added, 0 changed, (\d+) destroyed", destroyed.stdout
+    )
+    assert len(counted) == 2
+    assert "nothing left" in destroyed.stdout
+    assert tagged() == []
+    assert {p.name: p.stat().st_size for p in logs.glob("*.log")} == before  # no Terraform
+    env = cli_config(fleet.root)
+    for region in ("eu-west-1", "us-east-1"):
+        stack = fleet.root / "cdktf.out" / "stacks" / f"perf-ops-{region}"
+        listed = terraform.run(["state", "list"], cwd=stack, env=env, capture=True)
+        assert listed.stdout.strip() == ""
+    fleet.deploy()
+    assert_converged(declaration)
+    again = fleet.perfops("destroy", "-y", "--full")
+    assert again.returncode == 0, again.stdout + again.stderr
+    # Terraform counts what it destroyed as perfops did.
+    assert (
+        re.findall(r"(perf-ops-[a-z0-9-]+): 0 added, 0 changed, (\d+) destroyed", again.stdout)
+        == counted
+    )
+    assert tagged() == []
+    assert {p.name: p.stat().st_size for p in logs.glob("*.log")} != before

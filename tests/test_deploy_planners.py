@@ -307,3 +307,64 @@ def test_progress_names_a_stack_in_many_regions_once() -> None:
         "big in 18 regions, small-ap-northeast-1, small-ap-northeast-2, user-stack"
     )
     assert stacks.names_text(many[:4]) == ", ".join(u.name for u in many[:4])
+
+
+def _managed(kind: str, name: str, *instances: dict[str, Any]) -> dict[str, Any]:
+    return {"mode": "managed", "type": kind, "name": name, "instances": list(instances)}
+
+
+REGION_STATE = {
+    "resources": [
+        {"mode": "data", "type": "aws_ami", "name": "web_ami", "instances": [{}]},
+        _managed("aws_security_group", "web_allow-egress", {"attributes": {"id": "sg-1"}}),
+        _managed("aws_launch_template", "web_template", {"attributes": {"id": "lt-1"}}),
+        _managed("terraform_data", "web_spec", {"attributes": {"id": "spec"}}),
+        _managed(
+            "aws_ec2_fleet",
+            "web_hosts",
+            {
+                "index_key": "0",
+                "attributes": {
+                    "id": "fleet-1",
+                    "fleet_instance_set": [{"instance_ids": ["i-1", "i-2"]}],
+                },
+            },
+            {"index_key": "1", "attributes": {"id": "fleet-2", "fleet_instance_set": []}},
+        ),
+    ]
+}
+
+
+def test_a_region_stack_of_perfops_blocks_is_torn_down_by_id() -> None:
+    """Fleets with the instances they launched, the template and the group, in the
+    order they can be deleted; the addresses are what Terraform would report."""
+    found = leftovers.teardown(REGION_STATE, "eu-west-1")
+    assert found is not None
+    assert [(r.kind, r.id, r.region) for r in found.resources] == [
+        ("fleet", "fleet-1", "eu-west-1"),
+        ("fleet", "fleet-2", "eu-west-1"),
+        ("instance", "i-1", "eu-west-1"),
+        ("instance", "i-2", "eu-west-1"),
+        ("launch-template", "lt-1", "eu-west-1"),
+        ("security-group", "sg-1", "eu-west-1"),
+    ]
+    assert found.addresses == (
+        "aws_security_group.web_allow-egress",
+        "aws_launch_template.web_template",
+        "terraform_data.web_spec",
+        'aws_ec2_fleet.web_hosts["0"]',
+        'aws_ec2_fleet.web_hosts["1"]',
+    )
+    assert leftovers.teardown({}, "eu-west-1") == leftovers.Teardown((), ())
+
+
+def test_anything_else_in_a_region_stack_is_left_to_terraform() -> None:
+    """A resource a user added to a region stack, or one without an id, goes through
+    Terraform; so does a stack that protects a resource with prevent_destroy."""
+    added = _managed("aws_eip", "extra", {"attributes": {"id": "eipalloc-1"}})
+    assert leftovers.teardown({"resources": [*REGION_STATE["resources"], added]}, "x") is None
+    odd = _managed("aws_security_group", "g", {"attributes": {}})
+    assert leftovers.teardown({"resources": [odd]}, "x") is None
+    guarded = {"resource": {"aws_launch_template": {"t": {"lifecycle": {"prevent_destroy": True}}}}}
+    assert leftovers.guarded(guarded)
+    assert not leftovers.guarded({"resource": {"aws_launch_template": {"t": {"name": "t"}}}})

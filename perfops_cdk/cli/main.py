@@ -134,6 +134,13 @@ def destroy(
         bool,
         typer.Option(help="Also remove what is still tagged with this uuid and stack afterwards."),
     ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            help="Let Terraform destroy every stack, also the region stacks perfops "
+            "empties itself through the API."
+        ),
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
     """Destroy every stack's hosts and groups, then prove nothing tagged is left."""
@@ -144,6 +151,7 @@ def destroy(
             stack=stack,
             parallel=parallel,
             sweep=sweep,
+            full=full,
             confirm=printed.confirm_with(verbose),
             progress=printed.say,
         )

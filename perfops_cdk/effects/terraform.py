@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from perfops_cdk.effects import tfstate
 from perfops_cdk.effects.aws import endpoint_url
 from perfops_cdk.effects.denied import denial
 from perfops_cdk.errors import EffectError
@@ -290,19 +291,9 @@ class Workspace:
         pull`` prints, and a pull costs about a CPU-second per stack (17 of them in a
         no-change deploy of 17 regions). Any other backend goes through Terraform.
         """
-        local = self._local_state_file()
+        local = self.local_state_file()
         if local is not None:
-            try:
-                text = local.read_text()
-            except FileNotFoundError:
-                return {}
-            except OSError as error:
-                raise EffectError(f"{self.dir.name}: cannot read state {local}: {error}") from None
-            try:
-                found: dict[str, Any] = json.loads(text) if text.strip() else {}
-            except ValueError:
-                raise EffectError(f"{self.dir.name}: state {local} is not JSON") from None
-            return found
+            return tfstate.read(local, self.dir.name)
         result = self._run("state", "pull", capture=True, check=False)
         if result.returncode != 0:
             raise EffectError(
@@ -314,7 +305,15 @@ class Workspace:
             return {}
         return data
 
-    def _local_state_file(self) -> Path | None:
+    def empty_state(self) -> None:
+        """Leave a local backend's state as a destroy leaves it (``tfstate.empty``),
+        once perfops removed every resource it held."""
+        local = self.local_state_file()
+        if local is None:
+            raise EffectError(f"{self.dir.name}: only a local state can be emptied by perfops")
+        tfstate.empty(local, self.dir.name)
+
+    def local_state_file(self) -> Path | None:
         """The state file of a ``local`` backend (or of no backend), else None."""
         block = self._terraform_block()
         if block is None:

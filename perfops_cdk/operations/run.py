@@ -25,7 +25,7 @@ import attrs
 from perfops_cdk.effects import ec2_fleet, ec2_instances, ledger
 from perfops_cdk.effects.terraform import Outcome, Plan
 from perfops_cdk.errors import PerfOpsError
-from perfops_cdk.operations import preflight
+from perfops_cdk.operations import preflight, teardown
 from perfops_cdk.operations.loading import (
     DEFAULT_PARALLEL,
     READ_PARALLEL,
@@ -112,6 +112,10 @@ def _plan(loaded: Loaded, surveyed: UnitRun, mode: Mode) -> UnitRun:
     and applies in one run then)."""
     if surveyed.error is not None or surveyed.skipped or mode.auto_approve:
         return surveyed
+    if mode.destroy and not mode.full:
+        found = teardown.teardown(loaded, surveyed.unit)
+        if found is not None:
+            return attrs.evolve(surveyed, plan=teardown.plan(found))
     started = time.monotonic()
     try:
         planned = loaded.workspace(surveyed.unit).plan(
@@ -153,7 +157,11 @@ def _apply(loaded: Loaded, prepared: UnitRun, mode: Mode) -> UnitRun:
         if prepared.orphans:
             swept = ec2_fleet.remove(prepared.orphans)
         workspace = loaded.workspace(unit)
-        if mode.auto_approve:
+        found = teardown.teardown(loaded, unit) if mode.destroy and not mode.full else None
+        if found is not None:
+            planned = teardown.plan(found)
+            outcome = teardown.remove(loaded, unit, found)
+        elif mode.auto_approve:
             planned, outcome = workspace.apply_now(destroy=mode.destroy, replace=prepared.replace)
         else:
             assert prepared.plan is not None
@@ -351,16 +359,20 @@ def destroy(
     stack: str | None = None,
     parallel: int = DEFAULT_PARALLEL,
     sweep: bool = False,
+    full: bool = False,
     confirm: Confirm | None = None,
     progress: Progress = lambda _: None,
 ) -> Report:
     """Destroy every stack's resources, then prove it: look up everything still tagged
     with the deployer's uuid and each stack, in every region the project ever used.
-    With ``sweep``, remove what is found (only resources carrying both tags)."""
+    With ``sweep``, remove what is found (only resources carrying both tags).
+
+    Region stacks whose state perfops fully knows are emptied by perfops itself, the
+    others by Terraform (operations/teardown.py); ``full``: Terraform destroys all."""
     project.synth()
     loaded = load(project)
     units = _units(loaded, stack)
-    mode = Mode(destroy=True, auto_approve=auto_approve)
+    mode = Mode(destroy=True, auto_approve=auto_approve, full=full)
     report = _run(loaded, units, mode, confirm=confirm, parallel=parallel, progress=progress)
     if report.cancelled:
         return report

@@ -10,6 +10,7 @@ only ever touches resources tagged with this deployer's uuid and this stack.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -54,6 +55,63 @@ def known_ids(state: Mapping[str, Any]) -> set[str]:
             for launched in attributes.get("fleet_instance_set") or []:
                 ids.update(launched.get("instance_ids") or [])
     return ids
+
+
+# What a region stack's state may hold for perfops to destroy it without Terraform:
+# each type by the kind ``effects/ec2_fleet.remove`` deletes, or bookkeeping only.
+REMOVED_AS = {
+    "aws_ec2_fleet": "fleet",
+    "aws_launch_template": "launch-template",
+    "aws_security_group": "security-group",
+}
+BOOKKEEPING = frozenset({"terraform_data"})
+
+
+@attrs.frozen
+class Teardown:
+    """A region stack that perfops can empty itself: what AWS holds of it by id (the
+    fleets with the instances they launched, templates, groups) and the addresses
+    Terraform would report destroyed."""
+
+    resources: tuple[Resource, ...]
+    addresses: tuple[str, ...]
+
+
+def teardown(state: Mapping[str, Any], region: str) -> Teardown | None:
+    """The state's resources to delete through the API, or None when it holds anything
+    else (a resource a user added to the region stack): Terraform destroys those."""
+    resources: list[Resource] = []
+    addresses: list[str] = []
+    for resource in state.get("resources", []):
+        if resource.get("mode") != "managed":
+            continue
+        kind = REMOVED_AS.get(resource.get("type", ""))
+        if kind is None and resource.get("type") not in BOOKKEEPING:
+            return None
+        address = f"{resource.get('type')}.{resource.get('name')}"
+        for instance in resource.get("instances", []):
+            key = instance.get("index_key")
+            addresses.append(address if key is None else f"{address}[{json.dumps(key)}]")
+            attributes = instance.get("attributes") or {}
+            if kind is None:
+                continue
+            if not isinstance(attributes.get("id"), str):
+                return None
+            resources.append(Resource(region=region, kind=kind, id=attributes["id"]))
+            for launched in attributes.get("fleet_instance_set") or []:
+                for instance_id in launched.get("instance_ids") or []:
+                    resources.append(Resource(region=region, kind="instance", id=instance_id))
+    return Teardown(resources=tuple(sort(resources)), addresses=tuple(addresses))
+
+
+def guarded(config: Mapping[str, Any]) -> bool:
+    """Whether a stack's JSON sets ``prevent_destroy`` on any resource: Terraform
+    refuses to destroy it, and so must perfops."""
+    for blocks in (config.get("resource") or {}).values():
+        for body in blocks.values():
+            if (body.get("lifecycle") or {}).get("prevent_destroy"):
+                return True
+    return False
 
 
 def orphans(found: Iterable[Resource], known: set[str]) -> list[Resource]:

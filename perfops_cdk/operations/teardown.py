@@ -1,0 +1,53 @@
+"""Destroying a region stack without Terraform.
+
+Destroying a region stack through Terraform costs its provider four starts and
+Terraform its own start (about 8 CPU-seconds, whatever the stack holds; 17 regions
+were most of a 98 s destroy on 2 cores, docs/design.md). What perfops synthesizes
+there is fleets, launch templates, security groups and bookkeeping, all tagged with
+the deployer's uuid and the stack: perfops deletes what the state records through
+the API in the order ``destroy --sweep`` uses (fleets with their instances first,
+groups once the instances are gone), then leaves the state as a destroy would
+(effects/tfstate.py).
+
+Terraform still destroys a stack whose state is not local, that holds anything else
+(a resource a user added to the region stack), or that protects a resource with
+``prevent_destroy``; ``perfops destroy --full`` sends every stack through it.
+"""
+
+from __future__ import annotations
+
+from perfops_cdk.effects import ec2_fleet
+from perfops_cdk.effects.terraform import Change, Outcome, Plan
+from perfops_cdk.operations.loading import Loaded
+from perfops_cdk.planners import leftovers, stacks
+from perfops_cdk.planners.leftovers import Teardown
+from perfops_cdk.planners.stacks import Unit
+
+
+def teardown(loaded: Loaded, unit: Unit) -> Teardown | None:
+    """What perfops removes itself for ``unit``, or None when Terraform must."""
+    if unit.kind not in (stacks.REGION, stacks.TOMBSTONE):
+        return None
+    if not (unit.region and unit.uuid and unit.app_stack):
+        return None
+    workspace = loaded.workspace(unit)
+    if workspace.local_state_file() is None:
+        return None
+    if leftovers.guarded(loaded.project.stack_json(unit.name)):
+        return None
+    return leftovers.teardown(workspace.state(), unit.region)
+
+
+def plan(found: Teardown) -> Plan:
+    """The destroy plan, as Terraform would show it: every resource deleted."""
+    return Plan(changes=tuple(Change(a, "delete") for a in found.addresses), plan_file=None)
+
+
+def remove(loaded: Loaded, unit: Unit, found: Teardown) -> Outcome:
+    """Delete what the state holds (each fleet with every instance it launched, as the
+    provider does), then empty the state. Raises EffectError, the state untouched,
+    when anything could not go. What carries the tags but no state records is left
+    for the check that follows a destroy to list (``--sweep`` removes it)."""
+    ec2_fleet.remove(found.resources)
+    loaded.workspace(unit).empty_state()
+    return Outcome(removed=len(found.addresses))
