@@ -6,6 +6,7 @@ Slow (each deploy runs Terraform per region stack): about a minute per test here
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -299,3 +300,24 @@ def test_destroy_empties_region_stacks_itself_and_terraform_agrees(fleet: Fleet)
     )
     assert tagged() == []
     assert {p.name: p.stat().st_size for p in logs.glob("*.log")} != before
+
+
+def test_destroy_after_hosts_left_long_ago(fleet: Fleet) -> None:
+    """A host that terminated itself long ago (its lifetime over) is gone from EC2,
+    but its fleet's state still lists its id; asking EC2 about it fails
+    (InvalidInstanceID.NotFound). The emulator keeps terminated hosts, so the state is
+    given such an id by hand; destroy must still empty the stack."""
+    fleet.declare({"perf-ops": {"web": {"regions": {"eu-west-1": 1}}}})
+    fleet.deploy()
+    stack = fleet.root / "cdktf.out" / "stacks" / "perf-ops-eu-west-1"
+    path = terraform.Workspace(stack, fleet.root).local_state_file()
+    assert path is not None
+    state = json.loads(path.read_text())
+    [fleets] = [r for r in state["resources"] if r["type"] == "aws_ec2_fleet"]
+    launched = fleets["instances"][0]["attributes"]["fleet_instance_set"][0]
+    launched["instance_ids"].append("i-0123456789abcdef0")
+    path.write_text(json.dumps(state))
+    destroyed = fleet.perfops("destroy", "-y")
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert tagged() == []
+    assert terraform.Workspace(stack, fleet.root).state()["resources"] == []

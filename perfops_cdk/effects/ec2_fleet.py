@@ -154,10 +154,10 @@ def _wait_terminated(client: Any, instances: list[str]) -> None:
             InstanceIds=instances,
             WaiterConfig={"Delay": 5, "MaxAttempts": int(TERMINATE_BUDGET_S / 5)},
         )
-    except Exception as exc:  # botocore WaiterError: say which and go on to report
+    except Exception as exc:  # botocore WaiterError: a timeout, or EC2 refused the look-up
         raise EffectError(
-            f"{client.meta.region_name}: instances not terminated within "
-            f"{TERMINATE_BUDGET_S:.0f} s: {exc}"
+            f"{client.meta.region_name}: waiting up to {TERMINATE_BUDGET_S:.0f} s for "
+            f"{len(instances)} instance(s) to terminate failed: {exc}"
         ) from None
 
 

@@ -47,7 +47,14 @@ def remove(loaded: Loaded, unit: Unit, found: Teardown) -> Outcome:
     """Delete what the state holds (each fleet with every instance it launched, as the
     provider does), then empty the state. Raises EffectError, the state untouched,
     when anything could not go. What carries the tags but no state records is left
-    for the check that follows a destroy to list (``--sweep`` removes it)."""
-    ec2_fleet.remove(found.resources)
+    for the check that follows a destroy to list (``--sweep`` removes it).
+
+    Only the state's instances EC2 still shows live are terminated and waited for: a
+    host whose lifetime ended hours ago is gone from EC2, and asking about its id fails.
+    """
+    assert unit.region and unit.uuid and unit.app_stack
+    tagged = ec2_fleet.find(unit.region, unit.uuid, unit.app_stack)
+    live = {r.id for r in tagged if r.kind == "instance"}
+    ec2_fleet.remove([r for r in found.resources if r.kind != "instance" or r.id in live])
     loaded.workspace(unit).empty_state()
     return Outcome(removed=len(found.addresses))
