@@ -107,20 +107,20 @@ def _survey(loaded: Loaded, unit: Unit, mode: Mode, gate: threading.Semaphore) -
         return UnitRun(unit=unit, error=str(error), seconds=time.monotonic() - started)
 
 
-def _plan(loaded: Loaded, surveyed: UnitRun, mode: Mode) -> UnitRun:
+def _plan(loaded: Loaded, surveyed: UnitRun, mode: Mode, gate: threading.Semaphore) -> UnitRun:
     """The saved plan shown before the confirmation (none with ``-y``: Terraform plans
     and applies in one run then)."""
     if surveyed.error is not None or surveyed.skipped or mode.auto_approve:
         return surveyed
-    if mode.destroy and not mode.full:
-        found = teardown.teardown(loaded, surveyed.unit)
-        if found is not None:
-            return attrs.evolve(surveyed, plan=teardown.plan(found))
+    found = teardown.teardown(loaded, surveyed.unit, mode)
+    if found is not None:
+        return attrs.evolve(surveyed, plan=teardown.plan(found))
     started = time.monotonic()
     try:
-        planned = loaded.workspace(surveyed.unit).plan(
-            destroy=mode.destroy, replace=surveyed.replace
-        )
+        with gate:
+            planned = loaded.workspace(surveyed.unit).plan(
+                destroy=mode.destroy, replace=surveyed.replace
+            )
     except PerfOpsError as error:
         return attrs.evolve(surveyed, error=str(error))
     seconds = surveyed.seconds + time.monotonic() - started
@@ -145,7 +145,10 @@ def _unrunnable(loaded: Loaded, unit: Unit) -> UnitRun:
     )
 
 
-def _apply(loaded: Loaded, prepared: UnitRun, mode: Mode) -> UnitRun:
+def _apply(loaded: Loaded, prepared: UnitRun, mode: Mode, gate: threading.Semaphore) -> UnitRun:
+    """Apply (or destroy) one unit. Terraform runs pass ``gate`` (memory: about 700 MB
+    each); a region stack perfops empties itself does not (it waits on EC2, not CPU:
+    against a real account, for its hosts to terminate before their groups can go)."""
     if prepared.error is not None or prepared.skipped:
         return prepared
     if not mode.auto_approve and not prepared.changed:
@@ -157,15 +160,19 @@ def _apply(loaded: Loaded, prepared: UnitRun, mode: Mode) -> UnitRun:
         if prepared.orphans:
             swept = ec2_fleet.remove(prepared.orphans)
         workspace = loaded.workspace(unit)
-        found = teardown.teardown(loaded, unit) if mode.destroy and not mode.full else None
+        found = teardown.teardown(loaded, unit, mode)
         if found is not None:
             planned = teardown.plan(found)
             outcome = teardown.remove(loaded, unit, found)
         elif mode.auto_approve:
-            planned, outcome = workspace.apply_now(destroy=mode.destroy, replace=prepared.replace)
+            with gate:
+                planned, outcome = workspace.apply_now(
+                    destroy=mode.destroy, replace=prepared.replace
+                )
         else:
             assert prepared.plan is not None
-            planned, outcome = prepared.plan, workspace.apply_plan(prepared.plan)
+            with gate:
+                planned, outcome = prepared.plan, workspace.apply_plan(prepared.plan)
         empty = False
         if not outcome.errors and unit.kind in (stacks.REGION, stacks.TOMBSTONE):
             empty = not workspace.state().get("resources")
@@ -249,8 +256,8 @@ def _run(
         progress(f"checking {len(wave)} stack(s): {stacks.names_text(wave)}")
         prepared = concurrently(
             [by_name[u.name] for u in wave],
-            lambda s: _plan(loaded, s, mode),
-            parallel,
+            lambda s: _plan(loaded, s, mode, gate),
+            max(parallel, READ_PARALLEL),
             weight=lambda s: s.unit.weight,
         )
         report = Report(runs=tuple(prepared))
@@ -263,8 +270,8 @@ def _run(
         runs.extend(
             concurrently(
                 prepared,
-                lambda p: _apply(loaded, p, mode),
-                parallel,
+                lambda p: _apply(loaded, p, mode, gate),
+                max(parallel, READ_PARALLEL),
                 weight=lambda p: 0 if p.skipped or p.error else p.unit.weight,
             )
         )
@@ -377,7 +384,7 @@ def destroy(
     if report.cancelled:
         return report
     progress("checking that nothing is left")
-    left = find_left(units)
+    left = teardown.left(units)
     swept: list[str] = []
     if sweep and left:
         by_region: dict[str, list[Resource]] = {}
@@ -385,19 +392,5 @@ def destroy(
             by_region.setdefault(item.region, []).append(item)
         for lines in concurrently(list(by_region.values()), ec2_fleet.remove, parallel):
             swept.extend(lines)
-        left = find_left(units)
+        left = teardown.left(units)
     return attrs.evolve(report, leftovers=tuple(left), swept=tuple(swept))
-
-
-def find_left(units: Sequence[Unit]) -> list[Resource]:
-    """Everything tagged with each stack's uuid in each of its regions (read-only, all
-    regions at once)."""
-    places = sorted(
-        {
-            (u.uuid, u.app_stack, u.region)
-            for u in units
-            if u.kind in (stacks.REGION, stacks.TOMBSTONE) and u.uuid and u.app_stack and u.region
-        }
-    )
-    found = concurrently(places, lambda p: ec2_fleet.find(p[2], p[0], p[1]), READ_PARALLEL)
-    return leftovers.still_billing(r for group in found for r in group)

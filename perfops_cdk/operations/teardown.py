@@ -9,23 +9,31 @@ the API in the order ``destroy --sweep`` uses (fleets with their instances first
 groups once the instances are gone), then leaves the state as a destroy would
 (effects/tfstate.py).
 
-Terraform still destroys a stack whose state is not local, that holds anything else
-(a resource a user added to the region stack), or that protects a resource with
-``prevent_destroy``; ``perfops destroy --full`` sends every stack through it.
+The same goes for a deploy's tombstones (region stacks the app no longer has, emptied
+by the deploy). Terraform still destroys a stack whose state is not local, that holds
+anything else (a resource a user added to the region stack), or that protects a
+resource with ``prevent_destroy``; ``--full`` sends every stack through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from perfops_cdk.effects import ec2_fleet
 from perfops_cdk.effects.terraform import Change, Outcome, Plan
-from perfops_cdk.operations.loading import Loaded
+from perfops_cdk.operations.loading import READ_PARALLEL, Loaded, concurrently
+from perfops_cdk.operations.units import Mode
 from perfops_cdk.planners import leftovers, stacks
-from perfops_cdk.planners.leftovers import Teardown
+from perfops_cdk.planners.leftovers import Resource, Teardown
 from perfops_cdk.planners.stacks import Unit
 
 
-def teardown(loaded: Loaded, unit: Unit) -> Teardown | None:
-    """What perfops removes itself for ``unit``, or None when Terraform must."""
+def teardown(loaded: Loaded, unit: Unit, mode: Mode) -> Teardown | None:
+    """What perfops removes itself for ``unit`` when the run empties it (a destroy, or
+    a deploy's tombstone: a region stack the app dropped), or None when Terraform
+    runs it (``--full``: always)."""
+    if mode.full or not (mode.destroy or unit.kind == stacks.TOMBSTONE):
+        return None
     if unit.kind not in (stacks.REGION, stacks.TOMBSTONE):
         return None
     if not (unit.region and unit.uuid and unit.app_stack):
@@ -58,3 +66,17 @@ def remove(loaded: Loaded, unit: Unit, found: Teardown) -> Outcome:
     ec2_fleet.remove([r for r in found.resources if r.kind != "instance" or r.id in live])
     loaded.workspace(unit).empty_state()
     return Outcome(removed=len(found.addresses))
+
+
+def left(units: Sequence[Unit]) -> list[Resource]:
+    """Everything tagged with each stack's uuid in each of its regions (read-only, all
+    regions at once)."""
+    places = sorted(
+        {
+            (u.uuid, u.app_stack, u.region)
+            for u in units
+            if u.kind in (stacks.REGION, stacks.TOMBSTONE) and u.uuid and u.app_stack and u.region
+        }
+    )
+    found = concurrently(places, lambda p: ec2_fleet.find(p[2], p[0], p[1]), READ_PARALLEL)
+    return leftovers.still_billing(r for group in found for r in group)
