@@ -96,6 +96,32 @@ def find(region: str, uuid: str, stack: str, ec2: Any | None = None) -> list[Res
     return sort(found)
 
 
+def live(region: str, fleets: Iterable[str], instances: Iterable[str]) -> set[str]:
+    """Which of these fleet and instance ids EC2 shows active or live, whatever their
+    tags. An id EC2 no longer knows (a host terminated hours ago) is simply absent:
+    instances are looked up by filter, which does not fail on such ids as
+    ``InstanceIds`` does; fleets by listing the region's."""
+    client = aws.client("ec2", region)
+    wanted, found = set(fleets), set()
+    if wanted:
+        for fleet in aws.paginate(client, "describe_fleets", "Fleets"):
+            if fleet["FleetId"] in wanted and fleet.get("FleetState") in ACTIVE_FLEET_STATES:
+                found.add(fleet["FleetId"])
+    ids = sorted(set(instances))
+    for start in range(0, len(ids), 200):  # values per filter
+        for reservation in aws.paginate(
+            client,
+            "describe_instances",
+            "Reservations",
+            Filters=[
+                {"Name": "instance-id", "Values": ids[start : start + 200]},
+                {"Name": "instance-state-name", "Values": sorted(LIVE_INSTANCE_STATES)},
+            ],
+        ):
+            found.update(i["InstanceId"] for i in reservation["Instances"])
+    return found
+
+
 def remove(resources: Sequence[Resource], ec2: Any | None = None) -> list[str]:
     """Delete ``resources`` (all of one region) in dependency order; one line each.
 

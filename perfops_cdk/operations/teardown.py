@@ -9,10 +9,11 @@ the API in the order ``destroy --sweep`` uses (fleets with their instances first
 groups once the instances are gone), then leaves the state as a destroy would
 (effects/tfstate.py).
 
-The same goes for a deploy's tombstones (region stacks the app no longer has, emptied
-by the deploy). Terraform still destroys a stack whose state is not local, that holds
-anything else (a resource a user added to the region stack), or that protects a
-resource with ``prevent_destroy``; ``--full`` sends every stack through it.
+The same goes for what a deploy empties: tombstones (region stacks the app no longer
+has) and region stacks no deployment uses any more. Terraform still destroys a stack
+whose state is not local, that holds anything else (a resource a user added to the
+region stack), or that protects a resource with ``prevent_destroy``; ``--full`` sends
+every stack through it.
 """
 
 from __future__ import annotations
@@ -29,20 +30,20 @@ from perfops_cdk.planners.stacks import Unit
 
 
 def teardown(loaded: Loaded, unit: Unit, mode: Mode) -> Teardown | None:
-    """What perfops removes itself for ``unit`` when the run empties it (a destroy, or
-    a deploy's tombstone: a region stack the app dropped), or None when Terraform
-    runs it (``--full``: always)."""
-    if mode.full or not (mode.destroy or unit.kind == stacks.TOMBSTONE):
+    """What perfops removes itself for ``unit`` when the run empties it (a destroy; in
+    a deploy, a tombstone or a region stack no deployment uses any more), or None
+    when Terraform runs it (``--full``: always)."""
+    emptied = unit.kind == stacks.TOMBSTONE or (unit.kind == stacks.REGION and not unit.groups)
+    if mode.full or not (mode.destroy or emptied):
         return None
-    if unit.kind not in (stacks.REGION, stacks.TOMBSTONE):
-        return None
-    if not (unit.region and unit.uuid and unit.app_stack):
+    if unit.kind not in (stacks.REGION, stacks.TOMBSTONE) or not unit.region:
         return None
     workspace = loaded.workspace(unit)
     if workspace.local_state_file() is None:
         return None
-    if leftovers.guarded(loaded.project.stack_json(unit.name)):
-        return None
+    config = loaded.project.stack_json(unit.name)
+    if leftovers.guarded(config) or (not mode.destroy and config.get("resource")):
+        return None  # Terraform refuses, or applying the stack would create something
     return leftovers.teardown(workspace.state(), unit.region)
 
 
@@ -57,13 +58,20 @@ def remove(loaded: Loaded, unit: Unit, found: Teardown) -> Outcome:
     when anything could not go. What carries the tags but no state records is left
     for the check that follows a destroy to list (``--sweep`` removes it).
 
-    Only the state's instances EC2 still shows live are terminated and waited for: a
-    host whose lifetime ended hours ago is gone from EC2, and asking about its id fails.
+    Only the state's fleets and instances EC2 still shows active or live are deleted
+    and waited for, as the provider's refresh drops the others: a host whose lifetime
+    ended hours ago is gone from EC2 and asking about its id fails, and a fleet an
+    interrupted destroy already deleted cannot be deleted again.
     """
-    assert unit.region and unit.uuid and unit.app_stack
-    tagged = ec2_fleet.find(unit.region, unit.uuid, unit.app_stack)
-    live = {r.id for r in tagged if r.kind == "instance"}
-    ec2_fleet.remove([r for r in found.resources if r.kind != "instance" or r.id in live])
+    assert unit.region
+    kinds = ("fleet", "instance")
+    held = [r for r in found.resources if r.kind in kinds]
+    alive = ec2_fleet.live(
+        unit.region,
+        [r.id for r in held if r.kind == "fleet"],
+        [r.id for r in held if r.kind == "instance"],
+    )
+    ec2_fleet.remove([r for r in found.resources if r.kind not in kinds or r.id in alive])
     loaded.workspace(unit).empty_state()
     return Outcome(removed=len(found.addresses))
 
