@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -144,6 +147,16 @@ def concurrently(
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items)))) as pool:
         done = dict(zip(order, pool.map(work, [items[i] for i in order]), strict=True))
     return [done[index] for index in range(len(items))]
+
+
+@contextmanager
+def turn(gate: threading.Semaphore, waited: list[float]) -> Iterator[None]:
+    """Hold ``gate`` for a Terraform run, adding the seconds spent waiting for it to
+    ``waited``: a unit reports its own time, not its place in the queue."""
+    queued = time.monotonic()
+    with gate:
+        waited.append(time.monotonic() - queued)
+        yield
 
 
 def regions_of(units: Iterable[Unit]) -> list[tuple[str, str, str]]:

@@ -34,6 +34,7 @@ from perfops_cdk.operations.loading import (
     concurrently,
     load,
     record_blocks,
+    turn,
 )
 from perfops_cdk.operations.units import Confirm, Mode, Progress, Report, UnitRun
 from perfops_cdk.planners import leftovers, stacks
@@ -115,15 +116,15 @@ def _plan(loaded: Loaded, surveyed: UnitRun, mode: Mode, gate: threading.Semapho
     found = teardown.teardown(loaded, surveyed.unit, mode)
     if found is not None:
         return attrs.evolve(surveyed, plan=teardown.plan(found))
-    started = time.monotonic()
+    started, waited = time.monotonic(), [0.0]
     try:
-        with gate:
+        with turn(gate, waited):
             planned = loaded.workspace(surveyed.unit).plan(
                 destroy=mode.destroy, replace=surveyed.replace
             )
     except PerfOpsError as error:
         return attrs.evolve(surveyed, error=str(error))
-    seconds = surveyed.seconds + time.monotonic() - started
+    seconds = surveyed.seconds + time.monotonic() - started - sum(waited)
     return attrs.evolve(surveyed, plan=planned, seconds=seconds)
 
 
@@ -153,7 +154,7 @@ def _apply(loaded: Loaded, prepared: UnitRun, mode: Mode, gate: threading.Semaph
         return prepared
     if not mode.auto_approve and not prepared.changed:
         return prepared
-    started = time.monotonic()
+    started, waited = time.monotonic(), [0.0]
     unit = prepared.unit
     try:
         swept: list[str] = []
@@ -165,13 +166,13 @@ def _apply(loaded: Loaded, prepared: UnitRun, mode: Mode, gate: threading.Semaph
             planned = teardown.plan(found)
             outcome = teardown.remove(loaded, unit, found)
         elif mode.auto_approve:
-            with gate:
+            with turn(gate, waited):
                 planned, outcome = workspace.apply_now(
                     destroy=mode.destroy, replace=prepared.replace
                 )
         else:
             assert prepared.plan is not None
-            with gate:
+            with turn(gate, waited):
                 planned, outcome = prepared.plan, workspace.apply_plan(prepared.plan)
         empty = False
         if not outcome.errors and unit.kind in (stacks.REGION, stacks.TOMBSTONE):
@@ -195,7 +196,7 @@ def _apply(loaded: Loaded, prepared: UnitRun, mode: Mode, gate: threading.Semaph
             empty=empty,
             capacity=tuple(capacity),
             retry=retry,
-            seconds=prepared.seconds + time.monotonic() - started,
+            seconds=prepared.seconds + time.monotonic() - started - sum(waited),
         )
     except PerfOpsError as error:
         return attrs.evolve(prepared, error=str(error))
