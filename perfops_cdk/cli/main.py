@@ -69,7 +69,8 @@ Parallel = Annotated[
         "--parallel",
         min=1,
         max=32,
-        help="Stacks run at once; each Terraform process starts a ~600 MB provider.",
+        help="Terraform runs at once (each starts a ~600 MB provider); the region stacks "
+        "perfops empties itself through the API do not count.",
     ),
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", help="Print each stack's full plan too.")]
