@@ -63,7 +63,7 @@ def run_demo(project: Project, say: Say, show: Callable[[operations.Status], Non
             deployed = operations.deploy(demo, auto_approve=True, progress=say)
             _check(deployed, "deploy")
             show(operations.status(demo, synth=False))
-            say("terraform destroy of every region stack, then a look for anything left")
+            say("every region stack emptied through the API, then a look for anything left")
             destroyed = operations.destroy(demo, auto_approve=True, progress=say)
             _check(destroyed, "destroy")
             say("done: every host, fleet and group was created, listed and destroyed")
