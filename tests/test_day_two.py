@@ -24,7 +24,7 @@ from fleetkit import (
 )
 
 from perfops_cdk.effects import aws, terraform
-from perfops_cdk.effects.emulator import Emulator
+from perfops_cdk.effects.emulator import Emulator, running_emulator
 from perfops_cdk.effects.terraform import cli_config
 
 pytestmark = [
@@ -321,3 +321,22 @@ def test_destroy_after_hosts_left_long_ago(fleet: Fleet) -> None:
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
     assert tagged() == []
     assert terraform.Workspace(stack, fleet.root).state()["resources"] == []
+
+
+def test_a_rehearsal_against_a_new_emulator_starts_afresh(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each emulator is a world of its own, its state kept under its endpoint: the same
+    project deployed again against a new emulator (a second ``make demo``, a restarted
+    ``perfops local-aws``) initializes its stacks for that emulator's state instead of
+    failing with Terraform's "Backend configuration changed"."""
+    declaration = {"perf-ops": {"web": {"regions": {"eu-west-1": 1}}}}
+    fleet.declare(declaration)
+    fleet.deploy()
+    with running_emulator() as second:
+        for key, value in second.environment().items():
+            monkeypatch.setenv(key, value)
+        fleet.deploy()
+        assert_converged(declaration)
+        destroyed = fleet.perfops("destroy", "-y")
+        assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr

@@ -181,13 +181,17 @@ class Workspace:
     def init(self) -> None:
         """``terraform init``, skipped when this stack was initialized for the same
         backend and providers (init costs seconds per stack; most deploys change hosts,
-        not backends)."""
+        not backends). In a rehearsal each emulator is a world of its own, its state
+        kept under its endpoint: a new emulator (a second ``make demo``) is a new
+        backend to start from (``-reconfigure``), not one to migrate the old state to.
+        Against AWS a changed backend stays Terraform's question to the user."""
         key = self._init_key()
         stamp = self.dir / ".terraform" / "perfops-init"
         lock = self.dir / ".terraform.lock.hcl"
         if stamp.is_file() and lock.is_file() and stamp.read_text() == key:
             return
-        self._run("init", "-input=false", "-no-color", capture=True)
+        fresh = ["-reconfigure"] if endpoint_url() else []
+        self._run("init", "-input=false", "-no-color", *fresh, capture=True)
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(key)
 
