@@ -77,26 +77,31 @@ def _types_text(by_type: Iterable[tuple[str, int]], spot: int) -> str:
 def fulfilment_lines(got: Iterable[Fulfilment]) -> list[str]:
     """The after-apply lines, in order: each deployment and region's ``line``, but a
     deployment with every host live, no fallback, in EVERY_REGION_FROM regions or more
-    is one line for all of them (``web: 102 of 102 live in 17 regions (102 r5d.2xlarge)``)."""
+    is one line for all of them (``web: 102 of 102 live in 17 regions (102 r5d.2xlarge)``),
+    where its first region's line would be."""
     items = list(got)
     by_deployment: dict[tuple[str, str], list[Fulfilment]] = {}
     for item in items:
         by_deployment.setdefault((item.app_stack, item.deployment), []).append(item)
-    lines: dict[str, None] = {}
-    for item in items:
-        alike = by_deployment[item.app_stack, item.deployment]
-        plain = all(f.live == f.declared and not f.fallback for f in alike)
-        if not plain or len({f.region for f in alike}) < EVERY_REGION_FROM:
-            lines[item.line()] = None
-            continue
-        types: Counter[str] = Counter()
-        for f in alike:
-            types.update(dict(f.by_type))
-        live, spot = sum(f.live for f in alike), sum(f.spot for f in alike)
+    summaries: dict[tuple[str, str], str] = {}
+    for key, alike in by_deployment.items():
         regions = len({f.region for f in alike})
-        text = _types_text(sorted(types.items()), spot)
-        lines[f"{item.deployment}: {live} of {live} live in {regions} regions {text}"] = None
-    return list(lines)
+        plain = all(f.live == f.declared and not f.fallback for f in alike)
+        if plain and regions >= EVERY_REGION_FROM:
+            types: Counter[str] = Counter()
+            for f in alike:
+                types.update(dict(f.by_type))
+            live, spot = sum(f.live for f in alike), sum(f.spot for f in alike)
+            text = _types_text(sorted(types.items()), spot)
+            summaries[key] = f"{key[1]}: {live} of {live} live in {regions} regions {text}"
+    lines = []
+    for item in items:
+        key = (item.app_stack, item.deployment)
+        if key not in summaries:
+            lines.append(item.line())
+        elif by_deployment[key][0] is item:
+            lines.append(summaries[key])
+    return lines
 
 
 def launched_by_batch(state: Mapping[str, Any], deployment: str) -> dict[str, set[str]]:
