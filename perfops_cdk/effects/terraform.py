@@ -18,20 +18,19 @@ from typing import Any
 
 import attrs
 
-from perfops_cdk.effects import tfstate
+from perfops_cdk.effects import provider, tfstate
 from perfops_cdk.effects.aws import endpoint_url
 from perfops_cdk.effects.denied import denial
 from perfops_cdk.errors import EffectError
 
 MIRROR_ENV = "PERFOPS_TF_PROVIDER_MIRROR"
 CONFIG_ENV = "TF_CLI_CONFIG_FILE"
-AWS_PROVIDER = "registry.terraform.io/hashicorp/aws"
-# Terraform and its provider plugins are Go programs; the AWS provider builds ~1,600
-# resource schemas on every start, so most of a deploy's CPU is garbage collection of
-# start-up garbage. GOGC=400 (collect at 5x the live heap instead of 2x) cut the CPU of
-# a 40-host deploy by about a third for ~15% more memory per provider
-# (docs/benchmarks.md, "Go GC"). A GOGC the user sets wins.
-GO_GC = "400"
+AWS_PROVIDER = provider.AWS_PROVIDER
+# Terraform is a Go program that decodes the AWS provider's ~1,600 resource schemas
+# at every start; its heap peaks near 390 MB at Go's GOGC=400 and 260 MB at 200, for
+# +0.4 CPU-s per run (docs/benchmarks.md, "Go GC"). Its provider runs under its own
+# settings (effects/provider.py) unless Terraform starts it. A GOGC the user sets wins.
+GO_GC = "200"
 
 MIRROR_CANDIDATES = (
     "/opt/tf-plugins",
@@ -213,8 +212,18 @@ class Workspace:
 
     def _events(self, argv: list[str]) -> tuple[int, list[dict[str, Any]]]:
         """Run terraform with ``-json``; its events, and a readable log of them."""
-        # Flags before the plan file, Terraform's one positional argument.
-        result = self._run(argv[0], "-json", *argv[1:], capture=True, check=False)
+        # One provider process for the whole run (effects/provider.py).
+        with provider.attached(
+            self.dir, terraform_env(self.env), self.log, rehearsal=endpoint_url()
+        ) as attach:
+            # Flags before the plan file, Terraform's one positional argument.
+            result = run(
+                [argv[0], "-json", *argv[1:]],
+                cwd=self.dir,
+                env={**self.env, **attach},
+                capture=True,
+                check=False,
+            )
         events = []
         for line in (result.stdout or "").splitlines():
             try:
