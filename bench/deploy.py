@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from synth import _tree_rss_kb
 
 from perfops_cdk.effects.aws import ENDPOINT_ENV
 from perfops_cdk.effects.emulator import EMULATOR_ENV, Emulator
@@ -137,7 +136,8 @@ def served(conn: Connection) -> tuple[int, float]:
 class Step:
     wall_s: float
     calls: int
-    peak_mb: float
+    peak_mb: float  # RSS summed: each process's shared pages (program text) counted again
+    peak_pss_mb: float = 0.0  # proportional set size summed: shared pages counted once
     cpu_s: float = 0.0  # the process tree's (perfops or Terraform, providers, synthesis)
     emulator_cpu_s: float = 0.0  # the emulator's, serving the step's requests
 
@@ -151,13 +151,14 @@ def timed(argv: list[str], cwd: Path, conn: Connection, env: dict[str, str]) -> 
     process = subprocess.Popen(
         argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    peak = 0
+    peak = peak_pss = 0
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
         while not done.is_set():
-            peak = max(peak, _tree_rss_kb(process.pid))
+            rss, pss = tree_memory_kb(process.pid)
+            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample)
@@ -174,10 +175,38 @@ def timed(argv: list[str], cwd: Path, conn: Connection, env: dict[str, str]) -> 
         wall_s=wall,
         calls=count - before,
         peak_mb=peak / 1024,
+        peak_pss_mb=peak_pss / 1024,
         cpu_s=(cpu_after.children_user + cpu_after.children_system)
         - (cpu_before.children_user + cpu_before.children_system),
         emulator_cpu_s=emulator_cpu - emulator_before,
     )
+
+
+def tree_memory_kb(pid: int) -> tuple[int, int]:
+    """RSS and PSS of ``pid`` and every descendant, summed, from /proc. Four providers
+    of one binary share its ~180 MB of program text: RSS counts it four times, PSS
+    once (each process its share)."""
+    members, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        members.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    rss = pss = 0
+    for member in members:
+        try:
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("Rss", "Pss"):
+                value = int(rest.split()[0])
+                rss, pss = (rss + value, pss) if name == "Rss" else (rss, pss + value)
+    return rss, pss
 
 
 def run_new(case: dict[str, Any], conn: Connection, work: Path) -> dict[str, Step]:
@@ -317,12 +346,14 @@ def render(results: list[dict[str, Any]], load: float) -> str:
         "new: this shape (region stacks, batched instant fleets, `perfops deploy -y`). "
         "0.1: one stack,",
         "counted `aws_instance`, Terraform at parallelism 10. Median of the runs; memory is the",
-        "peak RSS of the whole process tree summed; CPU is the process tree's, and the",
-        "emulator's own (it shares the 2 cores: a real account's API costs the machine none).",
+        "peak of the whole process tree, summed as PSS (shared program text counted once) and",
+        "as RSS (counted per process); CPU is the process tree's, and the emulator's own (it",
+        "shares the 2 cores: a real account's API costs the machine none).",
         "",
         "| case | step | new s | 0.1 s | ratio | new calls | 0.1 calls | calls/host (new) "
-        "| new peak MB | 0.1 peak MB | new CPU-s | 0.1 CPU-s | emulator CPU-s (new) |",
-        "| --- | --- " + "| ---: " * 11 + "|",
+        "| new PSS MB | 0.1 PSS MB | new RSS MB | 0.1 RSS MB | new CPU-s | 0.1 CPU-s "
+        "| emulator CPU-s (new) |",
+        "| --- | --- " + "| ---: " * 13 + "|",
     ]
     for r in results:
         label = f"{r['hosts']} hosts / {r['regions']} regions / {r['deployments']} dep."
@@ -330,6 +361,7 @@ def render(results: list[dict[str, Any]], load: float) -> str:
             nw, ow = med(r["new"], step, "wall_s"), med(r["old"], step, "wall_s")
             nc, oc = med(r["new"], step, "calls"), med(r["old"], step, "calls")
             nm, om = med(r["new"], step, "peak_mb"), med(r["old"], step, "peak_mb")
+            nps, ops = med(r["new"], step, "peak_pss_mb"), med(r["old"], step, "peak_pss_mb")
             nu, ou = med(r["new"], step, "cpu_s"), med(r["old"], step, "cpu_s")
             ne = med(r["new"], step, "emulator_cpu_s")
             ratio = f"{ow / nw:.1f}x" if nw and ow else "-"
@@ -340,11 +372,12 @@ def render(results: list[dict[str, Any]], load: float) -> str:
 
             lines.append(
                 f"| {label} | {step} | {show(nw, '.1f')} | {show(ow, '.1f')} | {ratio} | "
-                f"{show(nc, '.0f')} | {show(oc, '.0f')} | {per_host} | {show(nm, '.0f')} | "
-                f"{show(om, '.0f')} | {show(nu, '.0f')} | {show(ou, '.0f')} | {show(ne, '.0f')} |"
+                f"{show(nc, '.0f')} | {show(oc, '.0f')} | {per_host} | {show(nps, '.0f')} | "
+                f"{show(ops, '.0f')} | {show(nm, '.0f')} | {show(om, '.0f')} | "
+                f"{show(nu, '.0f')} | {show(ou, '.0f')} | {show(ne, '.0f')} |"
             )
         runs = ", ".join(f"{s['deploy'].wall_s:.1f}" for s in r["new"])
-        lines.append(f"| {label} | deploy runs (new) | {runs} | | | | | | | | | | |")
+        lines.append(f"| {label} | deploy runs (new) | {runs} |" + " |" * 12)
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,7 @@ from stackkit import UUID
 
 from perfops_cdk import App, Capacity, Deployment, ImageAsset, PerfOpsStack
 from perfops_cdk.app import synth
-from perfops_cdk.effects import aws, provider
+from perfops_cdk.effects import aws, provider, provider_package
 from perfops_cdk.effects.emulator import Emulator
 from perfops_cdk.effects.terraform import Workspace, terraform_env
 
@@ -52,9 +52,16 @@ def region_stack(project: Path, ami: str) -> Workspace:
     return workspace
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 class ProviderProcesses:
-    """Every AWS provider process seen while it runs (sampled every 10 ms): its
-    arguments and its parent's program."""
+    """Every AWS provider process this test starts, directly or through Terraform,
+    seen while it runs (sampled every 10 ms): its arguments and its parent's program."""
 
     def __init__(self) -> None:
         self.seen: dict[int, tuple[list[str], str]] = {}
@@ -85,7 +92,8 @@ class ProviderProcesses:
             program = Path(f"/proc/{parent}/cmdline").read_text().split("\0")[0]
         except (OSError, IndexError):
             return
-        self.seen[pid] = ([a for a in argv[1:] if a], Path(program).name)
+        if os.getpid() in (int(parent), _parent(int(parent))):  # not another test's
+            self.seen[pid] = ([a for a in argv[1:] if a], Path(program).name)
 
 
 @pytest.fixture
@@ -142,7 +150,7 @@ def test_a_saved_plan_and_its_apply_each_get_one_process(workspace: Workspace) -
 
 
 @needs_terraform
-def test_the_provider_stops_when_perfops_is_killed(workspace: Workspace) -> None:
+def test_the_provider_stops_when_perfops_is_killed(workspace: Workspace, tmp_path: Path) -> None:
     """A perfops killed with SIGKILL leaves no provider running: the pipe its watcher
     reads closes, and the watcher stops the provider and removes the socket's
     directory."""
@@ -152,12 +160,19 @@ def test_the_provider_stops_when_perfops_is_killed(workspace: Workspace) -> None
         "from perfops_cdk.effects import provider\n"
         "from perfops_cdk.effects.terraform import terraform_env\n"
         "with provider.attached(Path(sys.argv[1]), terraform_env(), Path(sys.argv[2]),"
-        " rehearsal=None) as attach:\n"
+        " rehearsal=None, hashes=Path(sys.argv[3])) as attach:\n"
         "    print(attach[provider.REATTACH_ENV], flush=True)\n"
         "    time.sleep(600)\n"
     )
     child = subprocess.Popen(
-        [sys.executable, "-c", script, str(workspace.dir), str(workspace.log)],
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(workspace.dir),
+            str(workspace.log),
+            str(tmp_path / "hashes.json"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "AWS_CA_BUNDLE": ""},
@@ -175,26 +190,96 @@ def test_the_provider_stops_when_perfops_is_killed(workspace: Workspace) -> None
     assert not socket.parent.exists()
 
 
-def test_a_stack_without_a_startable_provider_keeps_terraforms_own(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """When the installed binary prints no address (here: one that exits at once), the
-    run gets no reattach variables and the stack's log says why."""
-    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+def fake_stack(tmp_path: Path, script: str, *, locked: bool = True) -> Path:
+    """A stack directory whose installed aws "provider" is ``script``, with a lock
+    file that selects it (its hash among the lock's when ``locked``)."""
     stack = tmp_path / "stack"
     installed = stack / ".terraform/providers" / provider.AWS_PROVIDER / "5.100.0/linux_amd64"
     installed.mkdir(parents=True)
     fake = installed / "terraform-provider-aws_v5.100.0_x5"
-    fake.write_text("#!/bin/sh\necho not a provider\n")
+    fake.write_text(script)
     fake.chmod(0o755)
+    digest = provider_package.package_hash(installed, tmp_path / "hashes.json")
     (stack / ".terraform.lock.hcl").write_text(
-        f'provider "{provider.AWS_PROVIDER}" {{\n  version = "5.100.0"\n}}\n'
+        f'provider "{provider.AWS_PROVIDER}" {{\n  version = "5.100.0"\n  hashes = [\n'
+        f'    "{digest if locked else "h1:somethingelse="}",\n  ]\n}}\n'
     )
     (stack / "cdk.tf.json").write_text(json.dumps({"provider": {"aws": [{"region": REGION}]}}))
+    return stack
+
+
+def test_a_provider_that_prints_no_address_leaves_terraform_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the installed binary prints no address (here: one that exits at once), the
+    run gets no reattach variables, at once, and the stack's log says why."""
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    stack = fake_stack(tmp_path, "#!/bin/sh\necho not a provider\n")
     log = tmp_path / "logs" / "stack.log"
-    with provider.attached(stack, terraform_env(), log, rehearsal=None) as attach:
+    started = time.monotonic()
+    with provider.attached(
+        stack, terraform_env(), log, rehearsal=None, hashes=tmp_path / "hashes.json"
+    ) as attach:
         assert attach == {}
+    assert time.monotonic() - started < provider.START_BUDGET_S
     assert "the provider printed no address" in log.read_text()
+
+
+def test_a_package_the_lock_file_does_not_name_is_not_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Terraform verifies the provider it starts against the lock file; one it attaches
+    to it does not, so perfops checks first: a package whose hash the lock does not
+    list is never run (here it would leave a mark), and the log says why."""
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    mark = tmp_path / "ran"
+    stack = fake_stack(tmp_path, f"#!/bin/sh\ntouch {mark}\n", locked=False)
+    log = tmp_path / "logs" / "stack.log"
+    with provider.attached(
+        stack, terraform_env(), log, rehearsal=None, hashes=tmp_path / "hashes.json"
+    ) as attach:
+        assert attach == {}
+    assert not mark.exists()
+    assert "does not match the lock file's hashes" in log.read_text()
+
+
+@needs_terraform
+def test_the_package_hash_is_the_one_terraform_init_locks(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The h1 hash perfops computes for the installed provider is the one `terraform
+    init` wrote into the lock file, and a second process reads it from the cache
+    instead of hashing the ~700 MB binary again."""
+    cache = tmp_path / "hashes.json"
+    monkeypatch.setattr(provider_package, "_known", {})  # as in a new process
+    found, reason = provider_package.installed(workspace.dir, cache)
+    assert found is not None, reason
+    lock = (workspace.dir / ".terraform.lock.hcl").read_text()
+    assert provider_package.package_hash(found.parent, cache) in lock
+    monkeypatch.setattr(provider_package, "_known", {})
+    monkeypatch.setattr(provider_package, "_hash1", refuse)
+    assert provider_package.package_hash(found.parent, cache) in lock
+
+
+def refuse(*_: object) -> str:
+    raise AssertionError("hashed again")
+
+
+def test_a_changed_package_is_hashed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache remembers a package by its files: one that changed (same name, new
+    content) is hashed again and no longer matches the lock file."""
+    stack = fake_stack(tmp_path, "#!/bin/sh\nexit 0\n")
+    cache = tmp_path / "hashes.json"
+    found, reason = provider_package.installed(stack, cache)
+    assert found is not None, reason
+    with found.open("a") as handle:
+        handle.write("# changed\n")
+    monkeypatch.setattr(provider_package, "_hash1", refuse)
+    with pytest.raises(AssertionError, match="hashed again"):
+        provider_package.installed(stack, cache)
+    monkeypatch.undo()
+    found, reason = provider_package.installed(stack, cache)
+    assert found is None and "does not match" in reason
 
 
 def test_reasons_to_keep_terraforms_own_providers(tmp_path: Path) -> None:

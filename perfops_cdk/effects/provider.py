@@ -5,9 +5,10 @@ starts it four times (schema, validate, plan, apply), a plan three times, the ap
 a saved plan twice, and every start costs the provider about a CPU-second to build its
 schemas and Terraform a TLS handshake with it. Terraform can attach to a provider that
 is already running instead (``TF_REATTACH_PROVIDERS``, the mechanism providers' own
-acceptance tests use). So perfops starts the binary Terraform installed for the stack
-(``-debug`` makes it serve on a unix socket and print its address), hands the address
-to that one Terraform run, and stops it afterwards: one start per run. Measured
+acceptance tests use). So perfops starts the binary Terraform installed for the stack,
+once it matches the stack's lock file as Terraform would check it (effects/
+provider_package.py; ``-debug`` makes it serve on a unix socket and print its address),
+hands the address to that one Terraform run, and stops it afterwards: one start per run. Measured
 numbers: docs/design.md, "One provider process per Terraform run".
 
 One process serves one run only, and only a stack with a single AWS provider
@@ -39,7 +40,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-AWS_PROVIDER = "registry.terraform.io/hashicorp/aws"
+from perfops_cdk.effects import provider_package
+
+AWS_PROVIDER = provider_package.AWS_PROVIDER
 REATTACH_ENV = "TF_REATTACH_PROVIDERS"
 # The provider in debug mode logs to its stderr at trace level unless told otherwise
 # (megabytes per run); its warnings and errors go to the stack's log.
@@ -50,6 +53,8 @@ LOG_LEVELS = (
     "TF_LOG_SDK_PROTO",
     "TF_LOG_SDK_MUX",
     "TF_LOG_SDK_FRAMEWORK",
+    "TF_LOG_PROVIDER_AWS",
+    "TF_LOG_PROVIDER_AWS_AWS_BASE",
 )
 # The provider's live heap stays near 50 MB through a run; at Terraform's GOGC its
 # heap grows to ~290 MB before a collection. GOGC=400 (few collections) under a soft
@@ -93,21 +98,6 @@ def _profile_ca_bundle(env: Mapping[str, str]) -> str | None:
     return parser.get(section, "ca_bundle", fallback=None) or None
 
 
-def binary(stack_dir: Path) -> Path | None:
-    """The AWS provider binary ``terraform init`` installed for this stack, at the
-    version its lock file selects; None when there is not exactly one."""
-    try:
-        lock = (stack_dir / ".terraform.lock.hcl").read_text()
-    except OSError:
-        return None
-    found = re.search(rf'provider "{re.escape(AWS_PROVIDER)}" {{\s*version\s*=\s*"([^"]+)"', lock)
-    if found is None:
-        return None
-    root = stack_dir / ".terraform" / "providers" / AWS_PROVIDER / found.group(1)
-    candidates = [p for p in root.glob("*/terraform-provider-aws*") if os.access(p, os.X_OK)]
-    return candidates[0] if len(candidates) == 1 else None
-
-
 def provider_env(env: Mapping[str, str], rehearsal: str | None) -> dict[str, str]:
     """The provider's environment: the one Terraform would give it, quieter; in a
     rehearsal against a plain-HTTP emulator, without a CA bundle."""
@@ -125,20 +115,26 @@ def provider_env(env: Mapping[str, str], rehearsal: str | None) -> dict[str, str
 
 @contextmanager
 def attached(
-    stack_dir: Path, env: Mapping[str, str], log: Path, *, rehearsal: str | None
+    stack_dir: Path,
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    rehearsal: str | None,
+    hashes: Path,
 ) -> Iterator[dict[str, str]]:
     """Run the body with a provider process of its own for this stack: yields the
     variables that attach Terraform to it, or ``{}`` (Terraform starts its own; the
-    log says why) when the stack or the environment does not allow it."""
+    log says why) when the stack or the environment does not allow it. ``hashes``
+    caches the provider packages verified against lock files."""
     penv = provider_env(env, rehearsal)
     try:
         stack = json.loads((stack_dir / "cdk.tf.json").read_text())
     except (OSError, ValueError):
         stack = None
     reason = "the stack's JSON is unreadable" if stack is None else unshared_reason(stack, penv)
-    found = binary(stack_dir) if reason is None else None
-    if reason is None and found is None:
-        reason = "no single aws provider binary is installed for the stack"
+    found = None
+    if reason is None:
+        found, reason = provider_package.installed(stack_dir, hashes)
     if found is None:
         _note(log, f"Terraform starts its own aws providers: {reason}")
         yield {}

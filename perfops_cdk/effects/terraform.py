@@ -169,6 +169,7 @@ class Workspace:
 
     def __init__(self, stack_dir: Path, project_dir: Path, log_dir: Path | None = None) -> None:
         self.dir = stack_dir
+        self.project_dir = project_dir
         self.env = cli_config(project_dir)
         self.log = (log_dir or project_dir / ".perfops" / "logs") / f"{stack_dir.name}.log"
 
@@ -214,7 +215,11 @@ class Workspace:
         """Run terraform with ``-json``; its events, and a readable log of them."""
         # One provider process for the whole run (effects/provider.py).
         with provider.attached(
-            self.dir, terraform_env(self.env), self.log, rehearsal=endpoint_url()
+            self.dir,
+            terraform_env(self.env),
+            self.log,
+            rehearsal=endpoint_url(),
+            hashes=self.project_dir / ".perfops" / "provider-hashes.json",
         ) as attach:
             # Flags before the plan file, Terraform's one positional argument.
             result = run(
