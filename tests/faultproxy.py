@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -42,10 +43,12 @@ class Reply:
 
 @attrs.frozen
 class Forward:
-    """Forward ``body`` upstream, then pass the upstream response body through ``after``."""
+    """Forward ``body`` upstream, then pass the upstream response body through ``after``.
+    ``lost``: the answer never comes back (the connection drops once upstream acted)."""
 
     body: bytes
     after: Callable[[bytes], bytes] = lambda body: body
+    lost: bool = False
 
 
 class FaultProxy:
@@ -148,7 +151,11 @@ class FaultProxy:
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     response = upstream.getresponse()
                     answer = decided.after(response.read())
-                    self._reply(response.status, response.getheaders(), answer)
+                    if decided.lost:
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    else:
+                        self._reply(response.status, response.getheaders(), answer)
                 finally:
                     upstream.close()
                 with proxy._lock:

@@ -4,6 +4,7 @@ spot history from the emulator."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -15,8 +16,9 @@ from typing import Any
 import botocore.loaders
 import pytest
 from botocore.stub import Stubber
+from rich.console import Console
 
-from perfops_cdk.cli.cost import detail_lines, line_price, total_line
+from perfops_cdk.cli.cost import detail_lines, line_price, show_fleet, total_line
 from perfops_cdk.effects import aws, prices
 from perfops_cdk.effects.emulator import Emulator
 from perfops_cdk.errors import PerfOpsError
@@ -442,3 +444,16 @@ def test_a_missing_price_is_one_line_naming_its_regions() -> None:
         "  us-east-1: no spot price for r5d.xlarge",
         "prices: test table, 2026-11-28",
     ]
+
+
+def test_fleet_table_shows_whole_region_names_at_80_columns() -> None:
+    """Piped output is 80 columns wide; region names that differ only at their end
+    (ap-northeast-1, -2, -3) must stay whole, not all read 'ap-northeast…'."""
+    regions = ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-2")
+    groups = [group(region=r, name="load0", instance_types=["r5d.2xlarge"]) for r in regions]
+    out = io.StringIO()
+    show_fleet(Console(file=out, width=80), cost.estimate(groups, Prices()))
+    text = out.getvalue()
+    assert "…" not in text
+    for region in regions:
+        assert region in text

@@ -72,10 +72,8 @@ def show_fleet(console: Console, estimate: Estimate) -> None:
     several = len({line.app_stack for line in estimate.lines}) > 1
     table = Table(box=None, pad_edge=False)
     names = ("deployment", "region", "hosts", "vCPUs", "types", "market", "lifetime", "USD/h")
-    for name in names:
-        table.add_column(name, justify="right" if name in ("hosts", "vCPUs", "USD/h") else "left")
-    for line in estimate.lines:
-        table.add_row(
+    rows = [
+        (
             f"{line.app_stack}:{line.deployment}" if several else line.deployment,
             line.region,
             str(line.hosts),
@@ -85,6 +83,19 @@ def show_fleet(console: Console, estimate: Estimate) -> None:
             line.lifetime or "-",
             line_price(line),
         )
+        for line in estimate.lines
+    ]
+    for index, name in enumerate(names):
+        # Names stay whole (regions differ at their end: ap-northeast-1, -2, -3); the
+        # other columns wrap when a piped 80 columns are short.
+        whole = max((len(row[index]) for row in rows), default=0) if index < 2 else 0
+        table.add_column(
+            name,
+            justify="right" if name in ("hosts", "vCPUs", "USD/h") else "left",
+            min_width=whole or None,
+        )
+    for row in rows:
+        table.add_row(*row)
     console.print(total_line(estimate, "fleet"), markup=False, highlight=False, soft_wrap=True)
     if estimate.lines:
         console.print(table)

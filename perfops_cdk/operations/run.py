@@ -25,7 +25,7 @@ import attrs
 from perfops_cdk.effects import ec2_fleet, ec2_instances, ledger
 from perfops_cdk.effects.terraform import Outcome, Plan
 from perfops_cdk.errors import PerfOpsError
-from perfops_cdk.operations import preflight, teardown
+from perfops_cdk.operations import preflight, recovery, teardown
 from perfops_cdk.operations.loading import (
     DEFAULT_PARALLEL,
     READ_PARALLEL,
@@ -174,6 +174,11 @@ def _apply(loaded: Loaded, prepared: UnitRun, mode: Mode, gate: threading.Semaph
             assert prepared.plan is not None
             with turn(gate, waited):
                 planned, outcome = prepared.plan, workspace.apply_plan(prepared.plan)
+        if found is None and not mode.destroy and recovery.wanted(unit, outcome):
+            swept += recovery.sweep(unit, workspace.state())
+            with turn(gate, waited):
+                _, again = workspace.apply_now(replace=prepared.replace)
+            outcome = recovery.combined(outcome, [again])
         empty = False
         if not outcome.errors and unit.kind in (stacks.REGION, stacks.TOMBSTONE):
             empty = not workspace.state().get("resources")
