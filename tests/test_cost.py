@@ -450,10 +450,29 @@ def test_fleet_table_shows_whole_region_names_at_80_columns() -> None:
     """Piped output is 80 columns wide; region names that differ only at their end
     (ap-northeast-1, -2, -3) must stay whole, not all read 'ap-northeast…'."""
     regions = ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-2")
-    groups = [group(region=r, name="load0", instance_types=["r5d.2xlarge"]) for r in regions]
+    groups = [
+        group(region=r, name="load0", instance_types=["r5d.2xlarge", "r5ad.2xlarge"], lifetime="8h")
+        for r in regions
+    ]
     out = io.StringIO()
     show_fleet(Console(file=out, width=80), cost.estimate(groups, Prices()))
     text = out.getvalue()
-    assert "…" not in text
+    assert "…" not in text and "USD/h" in text  # no column cut or dropped
     for region in regions:
         assert region in text
+
+
+def test_fleet_table_folds_a_deployment_alike_in_many_regions() -> None:
+    """400 hosts in 17 regions was 68 rows: a deployment whose regions all run the same
+    types, market and lifetime is one row from 5 regions on, its hosts summed; one
+    that differs somewhere keeps a row per region."""
+    regions = DEFAULT_REGIONS[:17]
+    groups = [group(region=r, name="wide", hosts=3) for r in regions]
+    groups += [group(region=r, name="narrow") for r in regions[:2]]
+    out = io.StringIO()
+    show_fleet(Console(file=out, width=120), cost.estimate(groups, Prices()))
+    rows = [ln.split() for ln in out.getvalue().splitlines()]
+    wide = [r for r in rows if r[:1] == ["wide"]]
+    narrow = [r[:3] for r in rows if r[:1] == ["narrow"]]
+    assert [r[:5] for r in wide] == [["wide", "every", "region", "(17)", "51"]]
+    assert narrow == [["narrow", regions[0], "2"], ["narrow", regions[1], "2"]]

@@ -6,10 +6,12 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from perfops_cdk.planners.cost import CostLine, Estimate, span_text
+from perfops_cdk.planners.cost import CostLine, Estimate, folded, span_text
 from perfops_cdk.props.regions import regions_text
 
 HOURS_PER_DAY = 24
+# The widest single type name (r5ad.12xlarge); a list of types wraps, one per line.
+TYPES_WIDTH = 14
 
 
 def line_price(line: CostLine) -> str:
@@ -70,32 +72,50 @@ def lifetime_line(estimate: Estimate) -> str | None:
 def show_fleet(console: Console, estimate: Estimate) -> None:
     """The fleet a deploy converges to and its cost per hour, before anything is planned."""
     several = len({line.app_stack for line in estimate.lines}) > 1
-    table = Table(box=None, pad_edge=False)
-    names = ("deployment", "region", "hosts", "vCPUs", "types", "market", "lifetime", "USD/h")
+    # One space between columns: eight whole columns fit a piped 80.
+    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0))
+    regions = sorted({line.region for line in estimate.lines})
     rows = [
-        (
-            f"{line.app_stack}:{line.deployment}" if several else line.deployment,
-            line.region,
-            str(line.hosts),
-            span_text(line.vcpus, money=False) if line.vcpus is not None else "?",
-            ", ".join(line.instance_types),
-            _market(line),
-            line.lifetime or "-",
-            line_price(line),
-        )
-        for line in estimate.lines
+        {
+            "deployment": f"{line.app_stack}:{line.deployment}" if several else line.deployment,
+            "region": regions_text(line.regions, regions) if line.regions else line.region,
+            "hosts": str(line.hosts),
+            "vCPUs": span_text(line.vcpus, money=False) if line.vcpus is not None else "?",
+            "types": ", ".join(line.instance_types),
+            "market": _market(line),
+            "lifetime": line.lifetime or "-",
+            "USD/h": line_price(line),
+        }
+        for line in folded(estimate.lines)
     ]
-    for index, name in enumerate(names):
-        # Names stay whole (regions differ at their end: ap-northeast-1, -2, -3); the
-        # other columns wrap when a piped 80 columns are short.
-        whole = max((len(row[index]) for row in rows), default=0) if index < 2 else 0
+    names = [
+        name
+        for name in (
+            "deployment",
+            "region",
+            "hosts",
+            "vCPUs",
+            "types",
+            "market",
+            "lifetime",
+            "USD/h",
+        )
+        # No lifetime anywhere is said in a line below the table, not in a column of "-".
+        if name != "lifetime" or any(row[name] != "-" for row in rows)
+    ]
+    for name in names:
+        # Names and figures stay whole (regions differ at their end: ap-northeast-1,
+        # -2, -3); types and market wrap when a piped 80 columns are short.
+        whole = max([len(name)] + [len(row[name]) for row in rows])
         table.add_column(
             name,
             justify="right" if name in ("hosts", "vCPUs", "USD/h") else "left",
-            min_width=whole or None,
+            min_width=None if name in ("types", "market") else whole,
+            max_width=TYPES_WIDTH if name == "types" else None,
+            overflow="fold",
         )
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(row[name] for name in names))
     console.print(total_line(estimate, "fleet"), markup=False, highlight=False, soft_wrap=True)
     if estimate.lines:
         console.print(table)
