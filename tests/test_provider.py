@@ -96,6 +96,29 @@ class ProviderProcesses:
             self.seen[pid] = ([a for a in argv[1:] if a], Path(program).name)
 
 
+@pytest.fixture(autouse=True)
+def _shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are of the opt-in itself."""
+    monkeypatch.setenv(provider.OPT_IN_ENV, "1")
+
+
+def test_without_the_opt_in_terraform_starts_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One provider per run is opt-in (PERFOPS_SHARED_PROVIDER=1): without it nothing
+    is started, even for a stack that qualifies (here it would leave a mark)."""
+    monkeypatch.delenv(provider.OPT_IN_ENV)
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    mark = tmp_path / "ran"
+    stack = fake_stack(tmp_path, f"#!/bin/sh\ntouch {mark}\n")
+    log = tmp_path / "logs" / "stack.log"
+    with provider.attached(
+        stack, terraform_env(), log, rehearsal=None, hashes=tmp_path / "hashes.json"
+    ) as attach:
+        assert attach == {}
+    assert not mark.exists()
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, emulator: Emulator) -> Iterator[Workspace]:
     ami = aws.client("ec2", REGION).register_image(

@@ -26,11 +26,13 @@ from perfops_cdk.errors import EffectError
 MIRROR_ENV = "PERFOPS_TF_PROVIDER_MIRROR"
 CONFIG_ENV = "TF_CLI_CONFIG_FILE"
 AWS_PROVIDER = provider.AWS_PROVIDER
-# Terraform is a Go program that decodes the AWS provider's ~1,600 resource schemas
-# at every start; its heap peaks near 390 MB at Go's GOGC=400 and 260 MB at 200, for
-# +0.4 CPU-s per run (docs/benchmarks.md, "Go GC"). Its provider runs under its own
-# settings (effects/provider.py) unless Terraform starts it. A GOGC the user sets wins.
-GO_GC = "200"
+# Terraform and its provider plugins are Go programs; the AWS provider builds ~1,600
+# resource schemas on every start, so most of a deploy's CPU is garbage collection of
+# start-up garbage. GOGC=400 (collect at 5x the live heap instead of 2x) cut the CPU of
+# a 40-host deploy by about a third for ~15% more memory per provider
+# (docs/benchmarks.md, "Go GC"). A run attached to one provider process takes its own
+# settings (effects/provider.py). A GOGC the user sets wins.
+GO_GC = "400"
 
 MIRROR_CANDIDATES = (
     "/opt/tf-plugins",
