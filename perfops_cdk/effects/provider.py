@@ -1,4 +1,5 @@
 """One AWS provider process per Terraform run, instead of one per step of the run.
+Opt-in for now (``PERFOPS_SHARED_PROVIDER=1``; OPT_IN_ENV says why).
 
 Terraform starts the provider anew for every graph walk of a run: `apply -auto-approve`
 starts it four times (schema, validate, plan, apply), a plan three times, the apply of
