@@ -112,10 +112,7 @@ def test_without_the_opt_in_terraform_starts_its_own(
     mark = tmp_path / "ran"
     stack = fake_stack(tmp_path, f"#!/bin/sh\ntouch {mark}\n")
     log = tmp_path / "logs" / "stack.log"
-    with provider.attached(
-        stack, terraform_env(), log, rehearsal=None, hashes=tmp_path / "hashes.json"
-    ) as attach:
-        assert attach == {}
+    assert attached_to(stack, log, tmp_path) == {}
     assert not mark.exists()
 
 
@@ -213,6 +210,14 @@ def test_the_provider_stops_when_perfops_is_killed(workspace: Workspace, tmp_pat
     assert not socket.parent.exists()
 
 
+def attached_to(stack: Path, log: Path, tmp_path: Path) -> dict[str, str]:
+    """What a run in ``stack`` is given to attach Terraform to, outside any run."""
+    with provider.attached(
+        stack, terraform_env(), log, rehearsal=None, hashes=tmp_path / "hashes.json"
+    ) as attach:
+        return attach
+
+
 def fake_stack(tmp_path: Path, script: str, *, locked: bool = True) -> Path:
     """A stack directory whose installed aws "provider" is ``script``, with a lock
     file that selects it (its hash among the lock's when ``locked``)."""
@@ -240,10 +245,7 @@ def test_a_provider_that_prints_no_address_leaves_terraform_its_own(
     stack = fake_stack(tmp_path, "#!/bin/sh\necho not a provider\n")
     log = tmp_path / "logs" / "stack.log"
     started = time.monotonic()
-    with provider.attached(
-        stack, terraform_env(), log, rehearsal=None, hashes=tmp_path / "hashes.json"
-    ) as attach:
-        assert attach == {}
+    assert attached_to(stack, log, tmp_path) == {}
     assert time.monotonic() - started < provider.START_BUDGET_S
     assert "the provider printed no address" in log.read_text()
 
@@ -258,10 +260,7 @@ def test_a_package_the_lock_file_does_not_name_is_not_started(
     mark = tmp_path / "ran"
     stack = fake_stack(tmp_path, f"#!/bin/sh\ntouch {mark}\n", locked=False)
     log = tmp_path / "logs" / "stack.log"
-    with provider.attached(
-        stack, terraform_env(), log, rehearsal=None, hashes=tmp_path / "hashes.json"
-    ) as attach:
-        assert attach == {}
+    assert attached_to(stack, log, tmp_path) == {}
     assert not mark.exists()
     assert "does not match the lock file's hashes" in log.read_text()
 
