@@ -3,10 +3,13 @@ running cost ``perfops status`` shows. Render only; planners/cost.py decides."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import attrs
 from rich.console import Console
 from rich.table import Table
 
-from perfops_cdk.planners.cost import CostLine, Estimate, folded, span_text
+from perfops_cdk.planners.cost import ZERO, CostLine, Estimate, folded, span_text
 from perfops_cdk.props.regions import regions_text
 
 HOURS_PER_DAY = 24
@@ -125,9 +128,20 @@ def show_fleet(console: Console, estimate: Estimate) -> None:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
 
 
-def row_price(estimate: Estimate, app_stack: str, deployment: str, region: str) -> str:
-    """The running cost of one status row, ``-`` when none of its hosts runs."""
-    for line in estimate.lines:
-        if (line.app_stack, line.deployment, line.region) == (app_stack, deployment, region):
-            return line_price(line)
-    return "-"
+def rows_price(estimate: Estimate, app_stack: str, deployment: str, regions: Sequence[str]) -> str:
+    """The running cost of a status row (one region, or several folded), ``-`` when
+    none of its hosts runs."""
+    lines = [
+        line
+        for line in estimate.lines
+        if (line.app_stack, line.deployment) == (app_stack, deployment) and line.region in regions
+    ]
+    if not lines:
+        return "-"
+    return line_price(
+        attrs.evolve(
+            lines[0],
+            per_hour=sum((line.per_hour for line in lines), ZERO),
+            missing=tuple(dict.fromkeys(m for line in lines for m in line.missing)),
+        )
+    )

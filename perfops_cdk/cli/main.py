@@ -24,8 +24,9 @@ from perfops_cdk.operations.preflight import PreflightFailed
 from perfops_cdk.planners.cost import Estimate, Prices
 from perfops_cdk.planners.lifetime import left_text
 from perfops_cdk.planners.stacks import Unit
-from perfops_cdk.planners.status import StatusRow
+from perfops_cdk.planners.status import StatusRow, folded
 from perfops_cdk.project import Project
+from perfops_cdk.props.regions import regions_text
 
 app = typer.Typer(no_args_is_help=True, help="Load-test fleets on AWS, declared in Python.")
 console = Console()
@@ -211,12 +212,13 @@ STATUS_COLUMNS = (
 )
 
 
-def _status_cells(row: StatusRow, running: Estimate | None) -> list[str]:
-    price = cost.row_price(running, row.app_stack, row.deployment, row.region) if running else "-"
+def _status_cells(row: StatusRow, running: Estimate | None, among: Sequence[str]) -> list[str]:
+    where = row.regions or (row.region,)
+    price = cost.rows_price(running, row.app_stack, row.deployment, where) if running else "-"
     return [
         row.app_stack,
         row.deployment if row.declared else f"{row.deployment} (not declared)",
-        row.region,
+        _where(row, among),
         str(row.planned),
         f"{row.live}" if row.running == row.live else f"{row.live} ({row.running} running)",
         row.market if not row.spot else f"{row.market} ({row.spot} spot)",
@@ -230,21 +232,33 @@ def _status_cells(row: StatusRow, running: Estimate | None) -> list[str]:
     ]
 
 
+def _where(row: StatusRow, among: Sequence[str]) -> str:
+    """The region cell: the region, or the regions a folded row stands for."""
+    if not row.regions:
+        return row.region
+    text = regions_text(row.regions, among)
+    return text if text.startswith("every region") else f"{len(row.regions)} regions"
+
+
 def show_status(result: operations.Status, running: Estimate | None = None) -> None:
     """A table and the running cost on a terminal; piped, tab-separated lines with whole
-    ids and nothing else (each row's cost is a column)."""
+    ids and nothing else (each row's cost is a column). On a terminal a deployment
+    alike and as declared in many regions is one row (planners/status.folded): its ids
+    are counted, not listed (``perfops hosts`` lists them); every region that differs
+    keeps a row of its own."""
     if not console.is_terminal:
         # Plain lines: rich would expand the tabs.
-        rows = (_status_cells(row, running) for row in result.rows)
+        rows = (_status_cells(row, running, result.regions) for row in result.rows)
         for cells in (STATUS_COLUMNS, *rows):
             sys.stdout.write("\t".join(cells) + "\n")
         return
-    table = Table(title=f"hosts in {', '.join(result.regions) or 'no region'}")
+    table = Table(title=f"hosts in {regions_text(result.regions, result.regions) or 'no region'}")
     for column in STATUS_COLUMNS:
         table.add_column(column, overflow="fold", no_wrap=column in ("AMI", "region"))
-    for row in result.rows:
-        cells = _status_cells(row, running)
-        cells[STATUS_COLUMNS.index("instances")] = "\n".join(row.instance_ids) or "-"
+    for row in folded(result.rows):
+        cells = _status_cells(row, running, result.regions)
+        ids = f"{row.live} hosts (perfops hosts)" if row.regions else "\n".join(row.instance_ids)
+        cells[STATUS_COLUMNS.index("instances")] = ids or "-"
         table.add_row(*cells, style="" if row.matches else "yellow")
     console.print(table)
     if running is not None:

@@ -16,6 +16,7 @@ import attrs
 
 from perfops_cdk.planners.lifetime import expires_at, time_left
 from perfops_cdk.planners.stacks import HostGroup
+from perfops_cdk.props.regions import EVERY_REGION_FROM
 
 LIVE_STATES = frozenset({"pending", "running"})
 
@@ -65,6 +66,7 @@ class StatusRow:
     spot: int = 0
     declared: bool = True
     left: timedelta | None = None  # until the first live host's lifetime is over
+    regions: tuple[str, ...] = ()  # a row folded over several regions (folded())
 
     @property
     def containers_planned(self) -> int:
@@ -127,6 +129,52 @@ def _row(
         spot=sum(1 for h in live if h.lifecycle == "spot"),
         declared=group is not None,
         left=time_left(min(expiries), now) if expiries and now else None,
+    )
+
+
+ONE_PER_REGION = "one per region"
+
+
+def folded(rows: Sequence[StatusRow]) -> list[StatusRow]:
+    """The rows as a terminal table shows them: a deployment declared alike (market,
+    types, containers) and as declared (every host live and running) in
+    EVERY_REGION_FROM regions or more is one row over them, its figures summed. A row
+    that differs from its declaration, or that nothing declares, keeps its own."""
+    alike: dict[tuple[object, ...], list[StatusRow]] = {}
+    for row in rows:
+        if row.declared and row.matches:
+            alike.setdefault(_likeness(row), []).append(row)
+    shown = []
+    for row in rows:
+        same = alike.get(_likeness(row), []) if row.declared and row.matches else []
+        if len(same) < EVERY_REGION_FROM:
+            shown.append(row)
+        elif same[0] is row:
+            amis = {s.ami for s in same}
+            lefts = [s.left for s in same if s.left is not None]
+            shown.append(
+                attrs.evolve(
+                    row,
+                    regions=tuple(s.region for s in same),
+                    planned=sum(s.planned for s in same),
+                    running=sum(s.running for s in same),
+                    instance_ids=tuple(i for s in same for i in s.instance_ids),
+                    ami=row.ami if len(amis) == 1 else ONE_PER_REGION,
+                    spot=sum(s.spot for s in same),
+                    left=min(lefts) if lefts else None,
+                )
+            )
+    return shown
+
+
+def _likeness(row: StatusRow) -> tuple[object, ...]:
+    return (
+        row.app_stack,
+        row.deployment,
+        row.market,
+        row.instance_types,
+        row.containers_per_host,
+        row.security_groups,
     )
 
 
