@@ -29,14 +29,15 @@ APP = """
 import json
 from pathlib import Path
 
-from perfops_cdk import App, Capacity, Deployment, ImageAsset, PerfOpsStack
+from perfops_cdk import App, Capacity, Deployment, ImageAsset, PerfOpsStack, S3State
 from perfops_cdk.app import main
 
 
 def define(app: App) -> None:
     spec = json.loads(Path("fleet.json").read_text())
+    backend = S3State(**spec["backend"]) if spec.get("backend") else None
     for stack_id, stack in spec["stacks"].items():
-        scope = PerfOpsStack(app, stack_id, uuid=spec["uuid"])
+        scope = PerfOpsStack(app, stack_id, uuid=spec["uuid"], backend=backend)
         images = {
             name: ImageAsset.from_ami_ids(scope, name, name=name, ami_ids=amis)
             for name, amis in spec["images"].items()
@@ -68,9 +69,10 @@ class Fleet:
         (root / "deployments.py").write_text(APP)
         self.images = dict(images or {"node": {r: MOTO_AMI for r in REGIONS}})
 
-    def declare(self, stacks: Declaration) -> None:
-        """stack id -> deployment -> {"regions": {...}, "image": ..., "groups": [...]}."""
-        spec = {"uuid": UUID, "images": self.images, "stacks": stacks}
+    def declare(self, stacks: Declaration, backend: Mapping[str, str] | None = None) -> None:
+        """stack id -> deployment -> {"regions": {...}, "image": ..., "groups": [...]};
+        ``backend``: the S3State arguments (bucket, key, region), else a local state."""
+        spec = {"uuid": UUID, "images": self.images, "stacks": stacks, "backend": backend}
         (self.root / "fleet.json").write_text(json.dumps(spec))
 
     def env(self) -> dict[str, str]:

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fleetkit import (
@@ -300,6 +301,46 @@ def test_destroy_empties_region_stacks_itself_and_terraform_agrees(fleet: Fleet)
     )
     assert tagged() == []
     assert {p.name: p.stat().st_size for p in logs.glob("*.log")} != before
+
+
+def test_destroy_empties_s3_state_region_stacks_itself(fleet: Fleet) -> None:
+    """Region stacks whose state is in S3 (S3State) are emptied by perfops as local
+    ones are: what the state holds deleted through the API, no Terraform destroy (no
+    provider starts), then the state written back as a destroy leaves it, through
+    Terraform's own `state push` (the backend's lock, its lineage and serial checks)."""
+    s3 = aws.client("s3", "eu-west-1")
+    s3.create_bucket(
+        Bucket="team-state", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    backend = {"bucket": "team-state", "key": "fleet.tfstate", "region": "eu-west-1"}
+    declaration = {"perf-ops": {"web": {"regions": {"eu-west-1": 2, "us-east-1": 1}}}}
+    fleet.declare(declaration, backend=backend)
+    fleet.deploy()
+    keys = [f"fleet.{region}.tfstate" for region in ("eu-west-1", "us-east-1")]
+
+    def state(key: str) -> dict[str, Any]:
+        body = s3.get_object(Bucket="team-state", Key=key)["Body"].read()
+        found: dict[str, Any] = json.loads(body)
+        return found
+
+    before = {key: state(key) for key in keys}
+    assert all(s["resources"] for s in before.values())
+    logs = fleet.root / ".perfops" / "logs"
+    sizes = {p.name: p.stat().st_size for p in logs.glob("*.log")}
+    destroyed = fleet.perfops("destroy", "-y")
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert "nothing left" in destroyed.stdout
+    assert tagged() == []
+    assert {p.name: p.stat().st_size for p in logs.glob("*.log")} == sizes  # no destroy run
+    for key in keys:
+        after = state(key)
+        assert after["resources"] == [] and after["outputs"] == {}
+        assert after["lineage"] == before[key]["lineage"]
+        assert after["serial"] > before[key]["serial"]
+    listed = {o["Key"] for o in s3.list_objects_v2(Bucket="team-state").get("Contents", [])}
+    assert listed == set(keys)  # no lock left behind
+    fleet.deploy()
+    assert_converged(declaration)
 
 
 def test_destroy_after_hosts_left_long_ago(fleet: Fleet) -> None:

@@ -13,11 +13,12 @@ import pytest
 from perfops_cdk.effects import tfstate
 from perfops_cdk.errors import EffectError
 
+LINEAGE = "d9b6c3f1-0000-4000-8000-000000000001"
 STATE = {
     "version": 4,
     "terraform_version": "1.11.4",
     "serial": 7,
-    "lineage": "d9b6c3f1-0000-4000-8000-000000000001",
+    "lineage": LINEAGE,
     "outputs": {"web_ids": {"value": ["i-1"], "type": ["list", "string"]}},
     "resources": [{"mode": "managed", "type": "aws_ec2_fleet", "name": "web_hosts"}],
     "check_results": None,
@@ -63,3 +64,33 @@ def test_a_state_locked_by_terraform_is_left_alone(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert json.loads(path.read_text()) == STATE
+
+
+def test_a_remote_state_changed_since_it_was_read_is_not_overwritten() -> None:
+    """S3State: perfops writes the emptied state back only if it is still the state it
+    read before deleting (lineage, serial); otherwise something applied meanwhile and
+    its resources would drop out of the state while they run."""
+    calls: list[tuple[str, ...]] = []
+
+    def run(*argv: str, **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    with pytest.raises(EffectError, match="the state changed while perfops emptied it"):
+        tfstate.push_emptied(STATE, (LINEAGE, 6), run, "perf-ops-eu-west-1")
+    assert calls == []
+    tfstate.push_emptied(STATE, (LINEAGE, 7), run, "perf-ops-eu-west-1")
+    assert [argv[:2] for argv in calls] == [("state", "push")]
+
+
+def test_a_refused_push_is_one_line_without_terminal_colours() -> None:
+    def run(*argv: str, **_: object) -> subprocess.CompletedProcess[str]:
+        stderr = "\x1b[31m\n\x1b[1mError:\x1b[0m Failed to write state: lineage differs\x1b[0m\n"
+        return subprocess.CompletedProcess(argv, 1, "", stderr)
+
+    with pytest.raises(EffectError) as raised:
+        tfstate.push_emptied(STATE, None, run, "perf-ops-eu-west-1")
+    assert str(raised.value) == (
+        "perf-ops-eu-west-1: cannot write the emptied state: "
+        "Error: Failed to write state: lineage differs"
+    )

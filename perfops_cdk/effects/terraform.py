@@ -16,11 +16,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from perfops_cdk.effects import provider, tfstate
 from perfops_cdk.effects.aws import endpoint_url
 from perfops_cdk.effects.denied import denial
+from perfops_cdk.effects.terraform_events import (
+    Outcome,
+    Plan,
+    changes_in,
+    event_errors,
+    outcome_of,
+)
 from perfops_cdk.errors import EffectError
 
 MIRROR_ENV = "PERFOPS_TF_PROVIDER_MIRROR"
@@ -127,32 +132,6 @@ def cli_config(project_dir: Path) -> dict[str, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return {CONFIG_ENV: str(path)}
-
-
-@attrs.frozen
-class Change:
-    """One resource a plan would change: its address and Terraform's action."""
-
-    address: str
-    action: str  # create | update | delete | replace | read
-
-
-@attrs.frozen
-class Plan:
-    """A saved plan (``plan_file``) and what it would do; no file when nothing changes."""
-
-    changes: tuple[Change, ...]
-    plan_file: Path | None
-
-
-@attrs.frozen
-class Outcome:
-    """What an apply did; ``errors`` are Terraform's error summaries, one line each."""
-
-    added: int = 0
-    changed: int = 0
-    removed: int = 0
-    errors: tuple[str, ...] = ()
 
 
 PLAN_FILE = "perfops.tfplan"
@@ -270,10 +249,10 @@ class Workspace:
             *(f"-replace={address}" for address in replace),
         ]
         code, events = self._events(argv)
-        errors = _errors(events, code)
+        errors = event_errors(events, code)
         if code == 1 or errors:
             raise EffectError(f"{self.dir.name}: plan failed: {errors[0] if errors else code}")
-        return Plan(changes=_changes(events), plan_file=plan_file if code == 2 else None)
+        return Plan(changes=changes_in(events), plan_file=plan_file if code == 2 else None)
 
     def apply_plan(self, plan: Plan, *, parallelism: int = DEFAULT_PARALLELISM) -> Outcome:
         """Carry out a saved plan; Terraform's errors come back in the outcome."""
@@ -282,7 +261,7 @@ class Workspace:
         argv = ["apply", "-input=false", f"-parallelism={parallelism}", PLAN_FILE]
         code, events = self._events(argv)
         plan.plan_file.unlink(missing_ok=True)
-        return _outcome(events, code)
+        return outcome_of(events, code)
 
     def apply_now(
         self,
@@ -302,7 +281,7 @@ class Workspace:
             *(f"-replace={address}" for address in replace),
         ]
         code, events = self._events(argv)
-        return Plan(changes=_changes(events), plan_file=None), _outcome(events, code)
+        return Plan(changes=changes_in(events), plan_file=None), outcome_of(events, code)
 
     def state(self) -> dict[str, Any]:
         """The stack's Terraform state, ``{}`` when none.
@@ -325,13 +304,16 @@ class Workspace:
             return {}
         return data
 
-    def empty_state(self) -> None:
-        """Leave a local backend's state as a destroy leaves it (``tfstate.empty``),
-        once perfops removed every resource it held."""
+    def empty_state(self, read_as: tuple[str, int] | None = None) -> None:
+        """Leave the state as a destroy leaves it, once perfops removed every resource
+        it held: a local file directly, any other backend through ``terraform state
+        push``, refused when its state is no longer the one read as ``read_as``
+        (lineage, serial; effects/tfstate.py)."""
         local = self.local_state_file()
-        if local is None:
-            raise EffectError(f"{self.dir.name}: only a local state can be emptied by perfops")
-        tfstate.empty(local, self.dir.name)
+        if local is not None:
+            tfstate.empty(local, self.dir.name)
+        else:
+            tfstate.push_emptied(self.state(), read_as, self._run, self.dir.name)
 
     def local_state_file(self) -> Path | None:
         """The state file of a ``local`` backend (or of no backend), else None."""
@@ -375,46 +357,6 @@ class Workspace:
     def outputs(self) -> dict[str, Any]:
         raw = json.loads(self._run("output", "-json", capture=True).stdout or "{}")
         return {name: entry.get("value") for name, entry in raw.items()}
-
-
-def _errors(events: list[dict[str, Any]], exit_code: int) -> list[str]:
-    """Terraform's error diagnostics, one line each."""
-    errors = []
-    for event in events:
-        diagnostic = event.get("diagnostic") or {}
-        if diagnostic.get("severity") == "error":
-            where = diagnostic.get("address")
-            text = diagnostic.get("summary", "error")
-            detail = " ".join((diagnostic.get("detail") or "").split())
-            denied = denial(f"{text} {detail}")
-            if denied is not None:  # the action to grant, not the SDK's wrapping
-                text, detail = denied.line(), ""
-            line = f"{where}: {text}" if where else text
-            errors.append(f"{line}: {detail}" if detail else line)
-    if not errors and exit_code not in (0, 2):
-        errors.append(f"terraform exited {exit_code}")
-    return errors
-
-
-def _changes(events: list[dict[str, Any]]) -> tuple[Change, ...]:
-    return tuple(
-        Change(e["change"]["resource"]["addr"], e["change"]["action"])
-        for e in events
-        if e.get("type") == "planned_change"
-    )
-
-
-def _outcome(events: list[dict[str, Any]], exit_code: int) -> Outcome:
-    summary: dict[str, Any] = {}
-    for event in events:
-        if event.get("type") == "change_summary":
-            summary = event.get("changes", {})
-    return Outcome(
-        added=int(summary.get("add", 0)),
-        changed=int(summary.get("change", 0)),
-        removed=int(summary.get("remove", 0)),
-        errors=tuple(_errors(events, 0 if exit_code == 0 else 1)),
-    )
 
 
 def show_plan(plan: Plan) -> str:

@@ -1,10 +1,12 @@
-"""A local backend's Terraform state file, read and emptied without Terraform.
+"""Terraform state read and emptied as a destroy leaves it (no resources, no outputs,
+the next serial, the same lineage).
 
-Reading it directly is what ``terraform state pull`` prints, without a Terraform
-start. Emptying it is what a destroy leaves (no resources, no outputs, the next
-serial, the same lineage), written under the lock Terraform itself takes on the file
-(an exclusive ``fcntl`` lock on the whole file), after a copy to ``<state>.backup``
-as Terraform keeps one. Any other backend goes through Terraform.
+A local backend's file is read directly (what ``terraform state pull`` prints, without
+a Terraform start) and emptied under the lock Terraform itself takes on the file (an
+exclusive ``fcntl`` lock on the whole file), after a copy to ``<state>.backup`` as
+Terraform keeps one. Any other backend (S3State) is written back through Terraform's
+own ``state push``: the backend's lock, and Terraform's refusal of a state whose
+lineage differs or whose serial is not newer than what the backend holds.
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from perfops_cdk.errors import EffectError
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def read(path: Path, stack: str) -> dict[str, Any]:
@@ -57,15 +65,55 @@ def empty(path: Path, stack: str) -> None:
             return
         backup = path.with_name(path.name + ".backup")
         backup.write_text(text)
-        emptied = {
-            **state,
-            "serial": int(state.get("serial", 0)) + 1,
-            "outputs": {},
-            "resources": [],
-            "check_results": None,
-        }
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps(emptied, indent=2) + "\n")
+        handle.write(json.dumps(emptied(state), indent=2) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def emptied(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` as a destroy leaves it."""
+    return {
+        **state,
+        "serial": int(state.get("serial", 0)) + 1,
+        "outputs": {},
+        "resources": [],
+        "check_results": None,
+    }
+
+
+def version(state: Mapping[str, Any]) -> tuple[str, int] | None:
+    """A state's lineage and serial (None for no state): what a later write compares."""
+    if not state:
+        return None
+    return str(state.get("lineage", "")), int(state.get("serial", 0))
+
+
+Run = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def push_emptied(
+    state: Mapping[str, Any], read_as: tuple[str, int] | None, run: Run, stack: str
+) -> None:
+    """Write ``state`` back emptied through ``terraform state push`` (``run`` runs
+    Terraform in the stack's directory). Refuses when the backend's state is no longer
+    the one read as ``read_as`` (lineage, serial): something applied meanwhile, and its
+    resources would drop out of the state while they still run."""
+    if not state:
+        return
+    if read_as is not None and version(state) != read_as:
+        raise EffectError(
+            f"{stack}: the state changed while perfops emptied it (serial {read_as[1]}, now "
+            f"{version(state)}); run the destroy again"
+        )
+    with tempfile.TemporaryDirectory(prefix="perfops-state-") as private:
+        path = Path(private) / "emptied.tfstate"
+        # Terraform refuses a different state under the serial it holds, and advances
+        # the serial of what it writes once more itself.
+        path.write_text(json.dumps(emptied(state), indent=2) + "\n")
+        result = run("state", "push", str(path), capture=True, check=False)
+    if result.returncode != 0:
+        plain = ANSI.sub("", result.stderr or "")
+        lines = [line for line in plain.splitlines() if line.strip()]
+        raise EffectError(f"{stack}: cannot write the emptied state: {(lines or ['?'])[-1]}")

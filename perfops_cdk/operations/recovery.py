@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from perfops_cdk.effects import ec2_fleet
-from perfops_cdk.effects.terraform import Outcome
+from perfops_cdk.effects.terraform_events import Outcome
 from perfops_cdk.planners import leftovers, stacks
 from perfops_cdk.planners.stacks import Unit
 

@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from perfops_cdk.effects import ec2_fleet, ec2_instances, ledger
-from perfops_cdk.effects.terraform import Outcome, Plan
+from perfops_cdk.effects.terraform_events import Outcome, Plan
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.operations import preflight, recovery, teardown
 from perfops_cdk.operations.loading import (

@@ -10,10 +10,11 @@ groups once the instances are gone), then leaves the state as a destroy would
 (effects/tfstate.py).
 
 The same goes for what a deploy empties: tombstones (region stacks the app no longer
-has) and region stacks no deployment uses any more. Terraform still destroys a stack
-whose state is not local, that holds anything else (a resource a user added to the
-region stack), or that protects a resource with ``prevent_destroy``; ``--full`` sends
-every stack through it.
+has) and region stacks no deployment uses any more. A state in S3 (S3State) is
+written back through ``terraform state push`` (no provider starts; the backend's
+lock). Terraform still destroys a stack that holds anything else (a resource a user
+added to the region stack), or that protects a resource with ``prevent_destroy``;
+``--full`` sends every stack through it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from perfops_cdk.effects import ec2_fleet
-from perfops_cdk.effects.terraform import Change, Outcome, Plan
+from perfops_cdk.effects.terraform_events import Change, Outcome, Plan
 from perfops_cdk.operations.loading import READ_PARALLEL, Loaded, concurrently
 from perfops_cdk.operations.units import Mode
 from perfops_cdk.planners import leftovers, stacks
@@ -39,8 +40,6 @@ def teardown(loaded: Loaded, unit: Unit, mode: Mode) -> Teardown | None:
     if unit.kind not in (stacks.REGION, stacks.TOMBSTONE) or not unit.region:
         return None
     workspace = loaded.workspace(unit)
-    if workspace.local_state_file() is None:
-        return None
     config = loaded.project.stack_json(unit.name)
     if leftovers.guarded(config) or (not mode.destroy and config.get("resource")):
         return None  # Terraform refuses, or applying the stack would create something
@@ -72,7 +71,7 @@ def remove(loaded: Loaded, unit: Unit, found: Teardown) -> Outcome:
         [r.id for r in held if r.kind == "instance"],
     )
     ec2_fleet.remove([r for r in found.resources if r.kind not in kinds or r.id in alive])
-    loaded.workspace(unit).empty_state()
+    loaded.workspace(unit).empty_state(found.read_as)
     return Outcome(removed=len(found.addresses))
 
 

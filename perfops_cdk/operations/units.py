@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import attrs
 
-from perfops_cdk.effects.terraform import Outcome, Plan
+from perfops_cdk.effects.terraform_events import Outcome, Plan
 from perfops_cdk.planners.capacity import Fulfilment
 from perfops_cdk.planners.leftovers import Resource
 from perfops_cdk.planners.stacks import Unit

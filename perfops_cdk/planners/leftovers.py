@@ -75,6 +75,7 @@ class Teardown:
 
     resources: tuple[Resource, ...]
     addresses: tuple[str, ...]
+    read_as: tuple[str, int] | None = None  # the state's lineage and serial when read
 
 
 def teardown(state: Mapping[str, Any], region: str) -> Teardown | None:
@@ -101,7 +102,8 @@ def teardown(state: Mapping[str, Any], region: str) -> Teardown | None:
             for launched in attributes.get("fleet_instance_set") or []:
                 for instance_id in launched.get("instance_ids") or []:
                     resources.append(Resource(region=region, kind="instance", id=instance_id))
-    return Teardown(resources=tuple(sort(resources)), addresses=tuple(addresses))
+    read_as = (str(state.get("lineage", "")), int(state.get("serial", 0))) if state else None
+    return Teardown(resources=tuple(sort(resources)), addresses=tuple(addresses), read_as=read_as)
 
 
 def guarded(config: Mapping[str, Any]) -> bool:
