@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 
 from perfops_cdk.errors import PerfOpsError
@@ -368,3 +369,32 @@ def test_anything_else_in_a_region_stack_is_left_to_terraform() -> None:
     guarded = {"resource": {"aws_launch_template": {"t": {"lifecycle": {"prevent_destroy": True}}}}}
     assert leftovers.guarded(guarded)
     assert not leftovers.guarded({"resource": {"aws_launch_template": {"t": {"name": "t"}}}})
+
+
+def _region_unit(region: str) -> stacks.Unit:
+    [unit] = [u for u in stacks.read_units(MANIFEST, JSONS) if u.kind == stacks.REGION]
+    return attrs.evolve(unit, name=f"perf-ops-{region}", region=region)
+
+
+def test_plan_summary_folds_a_deployment_changed_alike_in_many_regions() -> None:
+    """400 hosts in 17 regions was 68 lines to confirm: a deployment with the same kinds
+    of change in five regions or more is one line, counts and hosts summed; one that
+    changes differently somewhere keeps that region's line."""
+    regions = DEFAULT_REGIONS[:17]
+    created = [
+        ('aws_ec2_fleet.web_hosts["0"]', "create"),
+        ("aws_launch_template.web_template", "create"),
+        ("aws_security_group.web_allow-egress", "create"),
+    ]
+    plans = [(_region_unit(r), created) for r in regions[:16]]
+    plans.append((_region_unit(regions[16]), [('aws_ec2_fleet.web_hosts["0"]', "replace")]))
+    assert changes.summary(plans) == [
+        f"perf-ops in {', '.join(regions[:16])}  web: create 48; launches 48 host(s)",
+        f"perf-ops-{regions[16]}  web: replace 1; launches 3 host(s)",
+    ]
+    every = [(_region_unit(r), created) for r in regions]
+    assert changes.summary(every) == [
+        "perf-ops in every region (17)  web: create 51; launches 51 host(s)"
+    ]
+    few = every[:4]
+    assert changes.summary(few) == [line for u, p in few for line in changes.describe(u, p)]

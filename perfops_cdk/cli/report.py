@@ -21,16 +21,18 @@ def say(text: str) -> None:
 
 
 def plan_lines(report: operations.Report) -> list[str]:
-    lines = []
+    """What the plans change (a deployment changed alike in many regions is one line:
+    planners/changes.summary), then each unit that failed or has orphans to remove."""
+    planned = [
+        (run.unit, [(c.address, c.action) for c in run.plan.changes])
+        for run in report.runs
+        if run.error is None and run.plan is not None and run.plan.changes
+    ]
+    lines = changes.summary(planned)
     for run in report.runs:
         if run.error is not None:
             lines.append(f"{run.unit.name}: failed: {run.error}")
             continue
-        if run.plan is not None and run.plan.changes:
-            pairs = [(c.address, c.action) for c in run.plan.changes]
-            lines += changes.describe(run.unit, pairs) or [
-                f"{run.unit.name}: {changes.totals(pairs)}"
-            ]
         if run.orphans:
             lines.append(
                 f"{run.unit.name}: remove {len(run.orphans)} resource(s) an interrupted run "

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from perfops_cdk.planners.stacks import Unit
+from perfops_cdk.planners.stacks import REGION, Unit
+from perfops_cdk.props.regions import EVERY_REGION_FROM, regions_text
 
 _ADDRESS = re.compile(r'^(?P<type>[a-z0-9_]+)\.(?P<logical>[^.\[]+)(\["(?P<key>[^"]*)"\])?')
 _ACTIONS = ("create", "replace", "update", "delete")
@@ -20,10 +21,13 @@ def _deployment(logical: str) -> str:
     return name if sep else logical
 
 
-def describe(unit: Unit, changes: Iterable[tuple[str, str]]) -> list[str]:
-    """``(address, action)`` pairs of one unit's plan as lines per deployment."""
+Counts = dict[str, int]  # action -> resources
+
+
+def _per_owner(unit: Unit, changes: Iterable[tuple[str, str]]) -> dict[str, tuple[Counts, int]]:
+    """Per deployment (``-`` outside region stacks): resources per action, hosts launched."""
     batches = {g.deployment: g.batches for g in unit.groups}
-    per: dict[str, dict[str, int]] = {}
+    per: dict[str, Counts] = {}
     hosts: dict[str, int] = {}
     for address, action in changes:
         match = _ADDRESS.match(address)
@@ -36,12 +40,54 @@ def describe(unit: Unit, changes: Iterable[tuple[str, str]]) -> list[str]:
         counts[action] = counts.get(action, 0) + 1
         if match["type"] == "aws_ec2_fleet" and action in ("create", "replace"):
             hosts[owner] = hosts.get(owner, 0) + batches.get(owner, {}).get(match["key"] or "", 0)
+    return {owner: (per[owner], hosts.get(owner, 0)) for owner in sorted(per)}
+
+
+def _line(where: str, owner: str, counts: Counts, hosts: int) -> str:
+    parts = [f"{_VERBS[a]} {counts[a]}" for a in _ACTIONS if counts.get(a)]
+    launched = f"; launches {hosts} host(s)" if hosts else ""
+    return f"{where}  {owner}: {', '.join(parts)}{launched}"
+
+
+def describe(unit: Unit, changes: Iterable[tuple[str, str]]) -> list[str]:
+    """``(address, action)`` pairs of one unit's plan as lines per deployment."""
+    return [_line(unit.name, o, c, h) for o, (c, h) in _per_owner(unit, changes).items()]
+
+
+def summary(plans: Sequence[tuple[Unit, Sequence[tuple[str, str]]]]) -> list[str]:
+    """The lines to confirm for several units' plans: a deployment whose region stacks
+    change alike (the same kinds of change) in EVERY_REGION_FROM regions or more is one
+    line over them, its counts and hosts summed; every other change keeps its unit's
+    line, and a unit with no deployment to name its totals."""
+    entries: list[tuple[Unit, str, Counts, int, str]] = []  # owner "": totals only
+    for unit, pairs in plans:
+        owners = _per_owner(unit, pairs)
+        if not owners:
+            entries.append((unit, "", {}, 0, totals(pairs)))
+        entries += [(unit, o, c, h, "") for o, (c, h) in owners.items()]
+    alike: dict[tuple[object, ...], list[tuple[Unit, Counts, int]]] = {}
+    for unit, owner, counts, hosts, _ in entries:
+        if unit.kind == REGION and unit.region and owner:
+            key = (unit.app_stack, owner, tuple(a for a in _ACTIONS if counts.get(a)))
+            alike.setdefault(key, []).append((unit, counts, hosts))
+    regions = {
+        stack: [u.region for u, _ in plans if u.app_stack == stack and u.region]
+        for stack in {u.app_stack for u, _ in plans}
+    }
     lines = []
-    for owner in sorted(per):
-        counts = per[owner]
-        parts = [f"{_VERBS[a]} {counts[a]}" for a in _ACTIONS if counts.get(a)]
-        launched = f"; launches {hosts[owner]} host(s)" if hosts.get(owner) else ""
-        lines.append(f"{unit.name}  {owner}: {', '.join(parts)}{launched}")
+    for unit, owner, counts, hosts, total in entries:
+        if not owner:
+            lines.append(f"{unit.name}: {total}")
+            continue
+        key = (unit.app_stack, owner, tuple(a for a in _ACTIONS if counts.get(a)))
+        same = alike.get(key, []) if unit.kind == REGION and unit.region else []
+        if len(same) < EVERY_REGION_FROM:
+            lines.append(_line(unit.name, owner, counts, hosts))
+        elif same[0][0] is unit:
+            summed = {a: sum(c.get(a, 0) for _, c, _ in same) for a in _ACTIONS}
+            where = regions_text([u.region or "" for u, _, _ in same], regions[unit.app_stack])
+            launched = sum(h for _, _, h in same)
+            lines.append(_line(f"{unit.app_stack} in {where}", owner, summed, launched))
     return lines
 
 
