@@ -85,7 +85,8 @@ def test_a_remote_state_changed_since_it_was_read_is_not_overwritten() -> None:
 
 def test_a_refused_push_is_one_line_without_terminal_colours() -> None:
     def run(*argv: str, **_: object) -> subprocess.CompletedProcess[str]:
-        stderr = "\x1b[31m\n\x1b[1mError:\x1b[0m Failed to write state: lineage differs\x1b[0m\n"
+        assert "-no-color" in argv
+        stderr = "\nError: Failed to write state: lineage differs\n"
         return subprocess.CompletedProcess(argv, 1, "", stderr)
 
     with pytest.raises(EffectError) as raised:

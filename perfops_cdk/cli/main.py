@@ -236,8 +236,9 @@ def _where(row: StatusRow, among: Sequence[str]) -> str:
     """The region cell: the region, or the regions a folded row stands for."""
     if not row.regions:
         return row.region
-    text = regions_text(row.regions, among)
-    return text if text.startswith("every region") else f"{len(row.regions)} regions"
+    if set(row.regions) >= set(among):
+        return regions_text(row.regions, among)  # every region (N)
+    return f"{len(row.regions)} regions"
 
 
 def show_status(result: operations.Status, running: Estimate | None = None) -> None:

@@ -18,12 +18,12 @@ from typing import Any
 
 from perfops_cdk.effects import provider, tfstate
 from perfops_cdk.effects.aws import endpoint_url
-from perfops_cdk.effects.denied import denial
 from perfops_cdk.effects.terraform_events import (
     Outcome,
     Plan,
     changes_in,
     event_errors,
+    last_error_line,
     outcome_of,
 )
 from perfops_cdk.errors import EffectError
@@ -82,18 +82,9 @@ def run(
         check=False,
     )
     if check and result.returncode != 0:
-        detail = _last_error_line(result.stderr) if capture else "see its output above"
+        detail = last_error_line(result.stderr) if capture else "see its output above"
         raise EffectError(f"terraform {argv[0]} in {cwd}: failed ({detail})")
     return result
-
-
-def _last_error_line(stderr: str | None) -> str:
-    lines = [ln.strip(" │╷╵") for ln in (stderr or "").splitlines()]
-    errors = [ln for ln in lines if ln.startswith("Error:")]
-    last = (errors or [ln for ln in lines if ln] or ["no output"])[-1]
-    # Terraform wraps a long diagnostic over lines; a denial is named from all of it.
-    denied = denial(" ".join(lines[lines.index(last) :])) if errors else None
-    return f"Error: {denied.line()}" if denied else last
 
 
 def find_mirror() -> Path | None:
@@ -296,7 +287,7 @@ class Workspace:
         result = self._run("state", "pull", capture=True, check=False)
         if result.returncode != 0:
             raise EffectError(
-                f"{self.dir.name}: cannot read state: {_last_error_line(result.stderr)}"
+                f"{self.dir.name}: cannot read state: {last_error_line(result.stderr)}"
             )
         try:
             data: dict[str, Any] = json.loads(result.stdout or "{}")

@@ -75,3 +75,13 @@ def outcome_of(events: list[dict[str, Any]], exit_code: int) -> Outcome:
         removed=int(summary.get("remove", 0)),
         errors=tuple(event_errors(events, 0 if exit_code == 0 else 1)),
     )
+
+
+def last_error_line(stderr: str | None) -> str:
+    """The line of a failed command's ``-no-color`` output that says why."""
+    lines = [ln.strip(" │╷╵") for ln in (stderr or "").splitlines()]
+    errors = [ln for ln in lines if ln.startswith("Error:")]
+    last = (errors or [ln for ln in lines if ln] or ["no output"])[-1]
+    # Terraform wraps a long diagnostic over lines; a denial is named from all of it.
+    denied = denial(" ".join(lines[lines.index(last) :])) if errors else None
+    return f"Error: {denied.line()}" if denied else last

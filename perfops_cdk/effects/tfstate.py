@@ -14,16 +14,15 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from perfops_cdk.effects.terraform_events import last_error_line
 from perfops_cdk.errors import EffectError
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
+from perfops_cdk.planners.leftovers import version
 
 
 def read(path: Path, stack: str) -> dict[str, Any]:
@@ -83,13 +82,6 @@ def emptied(state: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def version(state: Mapping[str, Any]) -> tuple[str, int] | None:
-    """A state's lineage and serial (None for no state): what a later write compares."""
-    if not state:
-        return None
-    return str(state.get("lineage", "")), int(state.get("serial", 0))
-
-
 Run = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
@@ -112,8 +104,7 @@ def push_emptied(
         # Terraform refuses a different state under the serial it holds, and advances
         # the serial of what it writes once more itself.
         path.write_text(json.dumps(emptied(state), indent=2) + "\n")
-        result = run("state", "push", str(path), capture=True, check=False)
+        result = run("state", "push", "-no-color", str(path), capture=True, check=False)
     if result.returncode != 0:
-        plain = ANSI.sub("", result.stderr or "")
-        lines = [line for line in plain.splitlines() if line.strip()]
-        raise EffectError(f"{stack}: cannot write the emptied state: {(lines or ['?'])[-1]}")
+        why = last_error_line(result.stderr)
+        raise EffectError(f"{stack}: cannot write the emptied state: {why}")

@@ -6,8 +6,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+import attrs
+
+from perfops_cdk.planners.folding import fold
 from perfops_cdk.planners.stacks import REGION, Unit
-from perfops_cdk.props.regions import EVERY_REGION_FROM, regions_text
+from perfops_cdk.props.regions import regions_text
 
 _ADDRESS = re.compile(r'^(?P<type>[a-z0-9_]+)\.(?P<logical>[^.\[]+)(\["(?P<key>[^"]*)"\])?')
 _ACTIONS = ("create", "replace", "update", "delete")
@@ -54,40 +57,57 @@ def describe(unit: Unit, changes: Iterable[tuple[str, str]]) -> list[str]:
     return [_line(unit.name, o, c, h) for o, (c, h) in _per_owner(unit, changes).items()]
 
 
+@attrs.frozen
+class _Entry:
+    """One deployment's changes in one unit (or several regions, folded); no owner:
+    a unit with no deployment to name, said by its totals."""
+
+    unit: Unit
+    owner: str
+    counts: Counts
+    hosts: int
+    regions: tuple[str, ...] = ()
+    totals: str = ""
+
+
+def _kinds(entry: _Entry) -> tuple[object, ...] | None:
+    unit = entry.unit
+    if unit.kind != REGION or not unit.region or not entry.owner:
+        return None
+    return (unit.app_stack, entry.owner, tuple(a for a in _ACTIONS if entry.counts.get(a)))
+
+
+def _summed(same: Sequence[_Entry]) -> _Entry:
+    return attrs.evolve(
+        same[0],
+        counts={a: sum(e.counts.get(a, 0) for e in same) for a in _ACTIONS},
+        hosts=sum(e.hosts for e in same),
+        regions=tuple(e.unit.region or "" for e in same),
+    )
+
+
 def summary(plans: Sequence[tuple[Unit, Sequence[tuple[str, str]]]]) -> list[str]:
     """The lines to confirm for several units' plans: a deployment whose region stacks
     change alike (the same kinds of change) in EVERY_REGION_FROM regions or more is one
     line over them, its counts and hosts summed; every other change keeps its unit's
     line, and a unit with no deployment to name its totals."""
-    entries: list[tuple[Unit, str, Counts, int, str]] = []  # owner "": totals only
+    entries = []
     for unit, pairs in plans:
         owners = _per_owner(unit, pairs)
         if not owners:
-            entries.append((unit, "", {}, 0, totals(pairs)))
-        entries += [(unit, o, c, h, "") for o, (c, h) in owners.items()]
-    alike: dict[tuple[object, ...], list[tuple[Unit, Counts, int]]] = {}
-    for unit, owner, counts, hosts, _ in entries:
-        if unit.kind == REGION and unit.region and owner:
-            key = (unit.app_stack, owner, tuple(a for a in _ACTIONS if counts.get(a)))
-            alike.setdefault(key, []).append((unit, counts, hosts))
-    regions = {
-        stack: [u.region for u, _ in plans if u.app_stack == stack and u.region]
-        for stack in {u.app_stack for u, _ in plans}
-    }
+            entries.append(_Entry(unit, "", {}, 0, totals=totals(pairs)))
+        entries += [_Entry(unit, o, c, h) for o, (c, h) in owners.items()]
     lines = []
-    for unit, owner, counts, hosts, total in entries:
-        if not owner:
-            lines.append(f"{unit.name}: {total}")
-            continue
-        key = (unit.app_stack, owner, tuple(a for a in _ACTIONS if counts.get(a)))
-        same = alike.get(key, []) if unit.kind == REGION and unit.region else []
-        if len(same) < EVERY_REGION_FROM:
-            lines.append(_line(unit.name, owner, counts, hosts))
-        elif same[0][0] is unit:
-            summed = {a: sum(c.get(a, 0) for _, c, _ in same) for a in _ACTIONS}
-            where = regions_text([u.region or "" for u, _, _ in same], regions[unit.app_stack])
-            launched = sum(h for _, _, h in same)
-            lines.append(_line(f"{unit.app_stack} in {where}", owner, summed, launched))
+    for entry in fold(entries, _kinds, _summed):
+        stack = entry.unit.app_stack
+        if not entry.owner:
+            lines.append(f"{entry.unit.name}: {entry.totals}")
+        elif entry.regions:
+            among = [u.region for u, _ in plans if u.app_stack == stack and u.region]
+            where = f"{stack} in {regions_text(entry.regions, among)}"
+            lines.append(_line(where, entry.owner, entry.counts, entry.hosts))
+        else:
+            lines.append(_line(entry.unit.name, entry.owner, entry.counts, entry.hosts))
     return lines
 
 

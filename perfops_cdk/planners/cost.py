@@ -21,10 +21,10 @@ from typing import Any
 import attrs
 
 from perfops_cdk.errors import PerfOpsError
+from perfops_cdk.planners.folding import fold
 from perfops_cdk.planners.stacks import HostGroup
 from perfops_cdk.planners.status import LIVE_STATES, Host
 from perfops_cdk.props.instance_types import vcpus
-from perfops_cdk.props.regions import EVERY_REGION_FROM
 
 HOURS_PER_MONTH = Decimal(730)
 ON_DEMAND, SPOT = "on-demand", "spot"
@@ -167,29 +167,21 @@ class CostLine:
 def folded(lines: Sequence[CostLine]) -> list[CostLine]:
     """The lines as a table shows them: a deployment alike (types, market, lifetime)
     in EVERY_REGION_FROM regions or more is one line over them, its figures summed."""
-    alike: dict[tuple[object, ...], list[CostLine]] = {}
-    for line in lines:
-        alike.setdefault(_likeness(line), []).append(line)
-    shown = []
-    for line in lines:
-        same = alike[_likeness(line)]
-        if len(same) < EVERY_REGION_FROM:
-            shown.append(line)
-        elif same[0] is line:
-            vcpus = [s.vcpus for s in same]
-            shown.append(
-                attrs.evolve(
-                    line,
-                    regions=tuple(s.region for s in same),
-                    hosts=sum(s.hosts for s in same),
-                    on_demand=sum(s.on_demand for s in same),
-                    spot=sum(s.spot for s in same),
-                    vcpus=None if None in vcpus else sum((v for v in vcpus if v), ZERO),
-                    per_hour=sum((s.per_hour for s in same), ZERO),
-                    missing=tuple(dict.fromkeys(m for s in same for m in s.missing)),
-                )
-            )
-    return shown
+    return fold(lines, _likeness, _merged)
+
+
+def _merged(same: Sequence[CostLine]) -> CostLine:
+    vcpus = [s.vcpus for s in same]
+    return attrs.evolve(
+        same[0],
+        regions=tuple(s.region for s in same),
+        hosts=sum(s.hosts for s in same),
+        on_demand=sum(s.on_demand for s in same),
+        spot=sum(s.spot for s in same),
+        vcpus=None if None in vcpus else sum((v for v in vcpus if v), ZERO),
+        per_hour=sum((s.per_hour for s in same), ZERO),
+        missing=tuple(dict.fromkeys(m for s in same for m in s.missing)),
+    )
 
 
 def _likeness(line: CostLine) -> tuple[object, ...]:

@@ -102,8 +102,17 @@ def teardown(state: Mapping[str, Any], region: str) -> Teardown | None:
             for launched in attributes.get("fleet_instance_set") or []:
                 for instance_id in launched.get("instance_ids") or []:
                     resources.append(Resource(region=region, kind="instance", id=instance_id))
-    read_as = (str(state.get("lineage", "")), int(state.get("serial", 0))) if state else None
-    return Teardown(resources=tuple(sort(resources)), addresses=tuple(addresses), read_as=read_as)
+    return Teardown(
+        resources=tuple(sort(resources)), addresses=tuple(addresses), read_as=version(state)
+    )
+
+
+def version(state: Mapping[str, Any]) -> tuple[str, int] | None:
+    """A Terraform state's lineage and serial (None for no state): what a later write
+    of it compares."""
+    if not state:
+        return None
+    return str(state.get("lineage", "")), int(state.get("serial", 0))
 
 
 def guarded(config: Mapping[str, Any]) -> bool:

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from perfops_cdk.planners.folding import fold
 from perfops_cdk.planners.lifetime import expires_at, time_left
 from perfops_cdk.planners.stacks import HostGroup
-from perfops_cdk.props.regions import EVERY_REGION_FROM
 
 LIVE_STATES = frozenset({"pending", "running"})
 
@@ -140,34 +140,12 @@ def folded(rows: Sequence[StatusRow]) -> list[StatusRow]:
     types, containers) and as declared (every host live and running) in
     EVERY_REGION_FROM regions or more is one row over them, its figures summed. A row
     that differs from its declaration, or that nothing declares, keeps its own."""
-    alike: dict[tuple[object, ...], list[StatusRow]] = {}
-    for row in rows:
-        if row.declared and row.matches:
-            alike.setdefault(_likeness(row), []).append(row)
-    shown = []
-    for row in rows:
-        same = alike.get(_likeness(row), []) if row.declared and row.matches else []
-        if len(same) < EVERY_REGION_FROM:
-            shown.append(row)
-        elif same[0] is row:
-            amis = {s.ami for s in same}
-            lefts = [s.left for s in same if s.left is not None]
-            shown.append(
-                attrs.evolve(
-                    row,
-                    regions=tuple(s.region for s in same),
-                    planned=sum(s.planned for s in same),
-                    running=sum(s.running for s in same),
-                    instance_ids=tuple(i for s in same for i in s.instance_ids),
-                    ami=row.ami if len(amis) == 1 else ONE_PER_REGION,
-                    spot=sum(s.spot for s in same),
-                    left=min(lefts) if lefts else None,
-                )
-            )
-    return shown
+    return fold(rows, _likeness, _merged)
 
 
-def _likeness(row: StatusRow) -> tuple[object, ...]:
+def _likeness(row: StatusRow) -> tuple[object, ...] | None:
+    if not (row.declared and row.matches):
+        return None
     return (
         row.app_stack,
         row.deployment,
@@ -175,6 +153,21 @@ def _likeness(row: StatusRow) -> tuple[object, ...]:
         row.instance_types,
         row.containers_per_host,
         row.security_groups,
+    )
+
+
+def _merged(same: Sequence[StatusRow]) -> StatusRow:
+    amis = {s.ami for s in same}
+    lefts = [s.left for s in same if s.left is not None]
+    return attrs.evolve(
+        same[0],
+        regions=tuple(s.region for s in same),
+        planned=sum(s.planned for s in same),
+        running=sum(s.running for s in same),
+        instance_ids=tuple(i for s in same for i in s.instance_ids),
+        ami=same[0].ami if len(amis) == 1 else ONE_PER_REGION,
+        spot=sum(s.spot for s in same),
+        left=min(lefts) if lefts else None,
     )
 
 
