@@ -398,3 +398,34 @@ def test_plan_summary_folds_a_deployment_changed_alike_in_many_regions() -> None
     ]
     few = every[:4]
     assert changes.summary(few) == [line for u, p in few for line in changes.describe(u, p)]
+
+
+def test_outcomes_fold_region_stacks_that_did_alike() -> None:
+    """A deploy of 17 regions printed 17 lines of `N added, 0 changed, 0 destroyed`:
+    region stacks of one app stack that did the same kinds of change in five regions or
+    more are one line, counts summed, their times as a range; a stack that did
+    something else keeps its line, and so does a non-region stack. `every region` is
+    said against every region stack of the run, applied or not."""
+    regions = DEFAULT_REGIONS[:17]
+    done = [changes.Done(_region_unit(r), 20, 0, 0, 9.0 + n) for n, r in enumerate(regions)]
+    done[3] = changes.Done(_region_unit(regions[3]), 2, 0, 1, 4.0)
+    app = changes.Done(stacks.Unit("perf-ops", stacks.APP), 1, 0, 0, 2.0)
+    units = [d.unit for d in done]
+    others = ", ".join(r for r in regions if r != regions[3])
+    assert changes.outcomes([*done, app], units) == [
+        f"perf-ops in {others}: 320 added, 0 changed, 0 destroyed (9-25 s each)",
+        f"perf-ops-{regions[3]}: 2 added, 0 changed, 1 destroyed (4 s)",
+        "perf-ops: 1 added, 0 changed, 0 destroyed (2 s)",
+    ]
+    done[3] = changes.Done(_region_unit(regions[3]), 20, 0, 0, 12.0)
+    assert changes.outcomes(done, units) == [
+        "perf-ops in every region (17): 340 added, 0 changed, 0 destroyed (9-25 s each)"
+    ]
+    # One region stack had nothing to do (not applied): the others are not every region.
+    assert changes.outcomes(done[1:], units) == [
+        f"perf-ops in {', '.join(regions[1:])}: 320 added, 0 changed, 0 destroyed (10-25 s each)"
+    ]
+    assert changes.outcomes(done[:4], units) == [
+        f"perf-ops-{r}: 20 added, 0 changed, 0 destroyed ({s} s)"
+        for r, s in zip(regions[:4], (9, 10, 11, 12), strict=True)
+    ]

@@ -60,10 +60,12 @@ def confirm_with(verbose: bool) -> operations.Confirm:
 
 
 def finish(report: operations.Report, verb: str) -> None:
-    """One line per stack that did something or failed; exit 1 unless all went well."""
+    """One line per stack that did something (region stacks that did alike in many
+    regions folded: planners/changes.outcomes) or failed; exit 1 unless all went well."""
     if report.cancelled:
         errors.print(f"{verb} cancelled: nothing was changed")
         raise typer.Exit(1)
+    done: list[changes.Done] = []
     for run in report.runs:
         if run.swept:
             console.print(
@@ -88,11 +90,9 @@ def finish(report: operations.Report, verb: str) -> None:
             errors.print(f"{run.unit.name}: see {run.log_hint}", markup=False)
         elif run.outcome is not None and run.changed:
             o = run.outcome
-            console.print(
-                f"{run.unit.name}: {o.added} added, {o.changed} changed, {o.removed} destroyed "
-                f"({run.seconds:.0f} s)",
-                markup=False,
-            )
+            done.append(changes.Done(run.unit, o.added, o.changed, o.removed, run.seconds))
+    for line in changes.outcomes(done, [run.unit for run in report.runs]):
+        console.print(line, markup=False, highlight=False)
     for line in report.swept:
         console.print(line, markup=False, highlight=False)
     for line in fulfilment_lines(got for run in report.runs for got in run.capacity):

@@ -119,3 +119,57 @@ def totals(changes: Sequence[tuple[str, str]]) -> str:
             continue
         counts[action] = counts.get(action, 0) + 1
     return ", ".join(f"{counts[a]} to {_VERBS[a]}" for a in _ACTIONS if counts.get(a)) or "none"
+
+
+@attrs.frozen
+class Done:
+    """What one unit's apply or destroy did (or several region stacks', folded)."""
+
+    unit: Unit
+    added: int
+    changed: int
+    removed: int
+    seconds: float
+    regions: tuple[str, ...] = ()
+    slowest: float = 0.0
+
+    def counts(self) -> str:
+        return f"{self.added} added, {self.changed} changed, {self.removed} destroyed"
+
+
+def _did(done: Done) -> tuple[object, ...] | None:
+    unit = done.unit
+    if unit.kind != REGION or not unit.region:
+        return None
+    return (unit.app_stack, bool(done.added), bool(done.changed), bool(done.removed))
+
+
+def _together(same: Sequence[Done]) -> Done:
+    return attrs.evolve(
+        same[0],
+        added=sum(d.added for d in same),
+        changed=sum(d.changed for d in same),
+        removed=sum(d.removed for d in same),
+        seconds=min(d.seconds for d in same),
+        slowest=max(d.seconds for d in same),
+        regions=tuple(d.unit.region or "" for d in same),
+    )
+
+
+def outcomes(done: Sequence[Done], units: Sequence[Unit]) -> list[str]:
+    """One line per unit that did something; region stacks of one app stack that did
+    the same kinds of change (added, changed, destroyed) in EVERY_REGION_FROM regions
+    or more are one line, counts summed and their times as a range. ``units`` are all
+    of the run's units, to say ``every region`` only when no region stack sat out."""
+    lines = []
+    for entry in fold(done, _did, _together):
+        if not entry.regions:
+            lines.append(f"{entry.unit.name}: {entry.counts()} ({entry.seconds:.0f} s)")
+            continue
+        stack = entry.unit.app_stack
+        among = [u.region for u in units if u.app_stack == stack and u.kind == REGION and u.region]
+        fastest, slowest = f"{entry.seconds:.0f}", f"{entry.slowest:.0f}"
+        span = fastest if fastest == slowest else f"{fastest}-{slowest}"
+        where = regions_text(entry.regions, among)
+        lines.append(f"{stack} in {where}: {entry.counts()} ({span} s each)")
+    return lines
