@@ -174,10 +174,10 @@ def _apply(loaded: Loaded, prepared: UnitRun, mode: Mode, gate: threading.Semaph
             assert prepared.plan is not None
             with turn(gate, waited):
                 planned, outcome = prepared.plan, workspace.apply_plan(prepared.plan)
-        if found is None and not mode.destroy and recovery.wanted(unit, outcome):
+        if found is None and recovery.wanted(unit, outcome, mode.destroy):
             swept += recovery.sweep(unit, workspace.state())
             with turn(gate, waited):
-                _, again = workspace.apply_now(replace=prepared.replace)
+                _, again = workspace.apply_now(destroy=mode.destroy, replace=prepared.replace)
             outcome = recovery.combined(outcome, [again])
         empty = False
         if not outcome.errors and unit.kind in (stacks.REGION, stacks.TOMBSTONE):
