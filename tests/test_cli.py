@@ -425,3 +425,19 @@ def test_warning_annotations_are_one_line_each_and_synth_succeeds(tmp_path: Path
         "warning: perf-ops/steady: mind the gap",
     ]
     assert (root / "cdktf.out/stacks/perf-ops/cdk.tf.json").exists()
+
+
+def test_messages_stay_one_line_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
+    """Piped into a log, rich wraps at 80 columns: a preflight warning at 17 regions came
+    out as three lines. Every message perfops prints is one line, however long, on
+    stdout and stderr; the terminal wraps it, not perfops."""
+    from perfops_cdk.cli import console as consoles
+    from perfops_cdk.cli import report
+
+    long = "eu-west-1: on-demand vCPU quota " + "word " * 40 + "not checked"
+    report.say(long)
+    consoles.console.print(long, markup=False)
+    consoles.errors.print(long, markup=False)
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [long]
+    assert err.splitlines() == [long, long]

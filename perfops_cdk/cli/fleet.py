@@ -19,19 +19,17 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.console import Console, JustifyMethod
+from rich.console import JustifyMethod
 from rich.table import Table
 
 from perfops_cdk import fleet
+from perfops_cdk.cli.console import console, errors
 from perfops_cdk.effects import ssh
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.planners.clients import ClientRow
 from perfops_cdk.planners.hosts import FleetHost, host_record, hosts_document
 from perfops_cdk.planners.lifetime import left_text, time_left
 from perfops_cdk.project import Project
-
-console = Console()
-errors = Console(stderr=True)
 
 StackOption = Annotated[str | None, typer.Option(help="Only this stack. Default: every stack.")]
 UserOption = Annotated[str, typer.Option(help="Login user (NixOS images: root).")]
@@ -57,7 +55,7 @@ OptionalTarget = Annotated[
 
 def _fail(error: PerfOpsError) -> typer.Exit:
     if str(error):
-        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"error: {error}", markup=False, highlight=False)
     return typer.Exit(error.exit_code)
 
 
@@ -236,7 +234,6 @@ def ssh_command(
             f"  {outcome.label}: exit {outcome.exit_code}{detail}" + (f" ({hint})" if hint else ""),
             markup=False,
             highlight=False,
-            soft_wrap=True,
         )
     if failed:
         raise typer.Exit(1)
@@ -384,7 +381,7 @@ def _show_clients(rows: Sequence[ClientRow]) -> None:
     if failing:
         console.print("first error per deployment and region (host: error):")
     for line in failing:
-        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"  {line}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

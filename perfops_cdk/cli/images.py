@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from perfops_cdk.app import ImageRequirement
+from perfops_cdk.cli.console import console, errors
 from perfops_cdk.effects import state_file
 from perfops_cdk.errors import PerfOpsError
 from perfops_cdk.planners import ami_sync
@@ -31,8 +32,6 @@ from perfops_cdk.publishing.sync import (
 )
 
 images_app = typer.Typer(no_args_is_help=True, help="Nix-built images as AMIs in every region.")
-console = Console()
-errors = Console(stderr=True)
 
 Names = Annotated[
     list[str] | None,
@@ -53,7 +52,7 @@ Yes = Annotated[bool, typer.Option("--yes", help="Remove without asking.")]
 
 def _fail(error: PerfOpsError) -> typer.Exit:
     if str(error):
-        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"error: {error}", markup=False, highlight=False)
     return typer.Exit(error.exit_code)
 
 
@@ -238,9 +237,7 @@ def list_images(
     except PerfOpsError as error:
         raise _fail(error) from None
     if kept is not None:
-        console.print(
-            f"kept the unreadable state as {kept}", markup=False, highlight=False, soft_wrap=True
-        )
+        console.print(f"kept the unreadable state as {kept}", markup=False, highlight=False)
     table = Table(title=f"images of {requirement.uuid}", box=None)
     for column in ("image", "region", "AMI", "name", "snapshot", "state"):
         # Ids stay whole (people copy them); the long AMI name wraps instead.

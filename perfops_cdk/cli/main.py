@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from perfops_cdk import operations
 from perfops_cdk.cli import cost, fleet
 from perfops_cdk.cli import report as printed
+from perfops_cdk.cli.console import console, errors
 from perfops_cdk.cli.images import images_app
 from perfops_cdk.doctor import check_aws, check_environment
 from perfops_cdk.effects.emulator import Emulator
@@ -29,8 +29,6 @@ from perfops_cdk.project import Project
 from perfops_cdk.props.regions import regions_text
 
 app = typer.Typer(no_args_is_help=True, help="Load-test fleets on AWS, declared in Python.")
-console = Console()
-errors = Console(stderr=True)
 app.add_typer(images_app, name="images")
 
 AutoApprove = Annotated[
@@ -49,7 +47,7 @@ PricesOption = Annotated[
 
 def _fail(error: PerfOpsError) -> typer.Exit:
     if str(error):
-        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"error: {error}", markup=False, highlight=False)
     return typer.Exit(error.exit_code)
 
 
@@ -265,7 +263,7 @@ def show_status(result: operations.Status, running: Estimate | None = None) -> N
     if running is not None:
         console.print(cost.total_line(running, "running"), markup=False, highlight=False)
         for text in cost.detail_lines(running):
-            console.print(text, markup=False, highlight=False, soft_wrap=True)
+            console.print(text, markup=False, highlight=False)
     if result.drift:
         errors.print("reality differs from the declaration: run perfops deploy to converge")
 
@@ -317,7 +315,7 @@ def _doctor_aws() -> None:
     except PerfOpsError as error:
         raise _fail(error) from None
     for finding in report.findings:
-        console.print(finding.line(), markup=False, highlight=False, soft_wrap=True)
+        console.print(finding.line(), markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(1)
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import click
 import typer
-from rich.console import Console
 
 from perfops_cdk import operations
+from perfops_cdk.cli.console import console, errors
 from perfops_cdk.effects.terraform import show_plan
 from perfops_cdk.planners import changes
 from perfops_cdk.planners.capacity import fulfilment_lines
-
-console = Console()
-errors = Console(stderr=True)
 
 
 def say(text: str) -> None:
@@ -80,13 +77,10 @@ def finish(report: operations.Report, verb: str) -> None:
                 f"{run.unit.name}: failed: {run.error}",
                 markup=False,
                 highlight=False,
-                soft_wrap=True,  # one line, however long: a denial names its action
             )
         elif run.outcome is not None and run.outcome.errors:
             for error in run.outcome.errors:
-                errors.print(
-                    f"{run.unit.name}: {error}", markup=False, highlight=False, soft_wrap=True
-                )
+                errors.print(f"{run.unit.name}: {error}", markup=False, highlight=False)
             errors.print(f"{run.unit.name}: see {run.log_hint}", markup=False)
         elif run.outcome is not None and run.changed:
             o = run.outcome
