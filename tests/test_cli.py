@@ -441,3 +441,13 @@ def test_messages_stay_one_line_when_piped(capsys: pytest.CaptureFixture[str]) -
     out, err = capsys.readouterr()
     assert out.splitlines() == [long]
     assert err.splitlines() == [long, long]
+
+
+def test_progress_lines_print_their_text_as_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """Progress and preflight lines are text, not rich markup: brackets in them (an
+    address, a list) are printed, not taken for styles and dropped."""
+    from perfops_cdk.cli import report
+
+    line = 'replace aws_ec2_fleet.web_hosts["0"] in [eu-west-1] [/]'
+    report.say(line)
+    assert capsys.readouterr().err.splitlines() == [line]

@@ -314,7 +314,9 @@ def _watch(tunnels: Sequence[ssh.Tunnel], stop: threading.Event) -> None:
     while not stop.wait(0.5):
         for t in list(up):
             if t.process.poll() is not None:
-                errors.print(f"{t.label}: tunnel closed (ssh exit {t.process.returncode})")
+                errors.print(
+                    f"{t.label}: tunnel closed (ssh exit {t.process.returncode})", markup=False
+                )
                 up.remove(t)
         if not up:
             raise typer.Exit(1)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from perfops_cdk import operations
 from perfops_cdk.cli import cost, fleet
@@ -59,7 +60,7 @@ def synth() -> None:
         project.synth()
     except PerfOpsError as error:
         raise _fail(error) from None
-    console.print(f"synthesized {', '.join(project.stacks())} into {project.outdir}")
+    console.print(f"synthesized {', '.join(project.stacks())} into {project.outdir}", markup=False)
 
 
 Parallel = Annotated[
@@ -276,7 +277,7 @@ def demo() -> None:
     try:
         run_demo(
             Project.find(),
-            say=lambda text: console.print(f"[bold]demo[/]: {text}"),
+            say=lambda text: console.print(Text.assemble(("demo", "bold"), f": {text}")),
             show=show_status,
         )
     except PerfOpsError as error:
@@ -301,7 +302,7 @@ def doctor(
     report = check_environment(Project.find().root)
     for check in report.checks:
         mark = "[green]ok[/]" if check.ok else "[red]missing[/]"
-        console.print(f"{mark:>18} {check.name}: {check.detail}")
+        console.print(f"{mark:>18} ", Text(f"{check.name}: {check.detail}"), sep="")
     if report.exports:
         console.print("".join(f"export {k}={v}\n" for k, v in report.exports.items()).rstrip())
     if not report.ok:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 import typer
+from rich.text import Text
 
 from perfops_cdk import operations
 from perfops_cdk.cli.console import console, errors
@@ -14,7 +15,7 @@ from perfops_cdk.planners.capacity import fulfilment_lines
 
 
 def say(text: str) -> None:
-    errors.print(f"[dim]{text}[/]", highlight=False)
+    errors.print(Text(text, style="dim"), highlight=False)  # text, not markup
 
 
 def plan_lines(report: operations.Report) -> list[str]:
