@@ -138,12 +138,10 @@ def _warm(url: str) -> None:
             "ec2",
             region_name=region,
             endpoint_url=url,
-            **_KEYS,  # the emulator's
+            aws_access_key_id=EMULATOR_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],
         )
         client.describe_availability_zones()
-
-
-_KEYS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
 
 def served(conn: Connection) -> tuple[int, float]:

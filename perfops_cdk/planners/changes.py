@@ -103,12 +103,17 @@ def summary(plans: Sequence[tuple[Unit, Sequence[tuple[str, str]]]]) -> list[str
         if not entry.owner:
             lines.append(f"{entry.unit.name}: {entry.totals}")
         elif entry.regions:
-            among = [u.region for u, _ in plans if u.app_stack == stack and u.region]
-            where = f"{stack} in {regions_text(entry.regions, among)}"
+            where = f"{stack} in {_regions(entry.regions, [u for u, _ in plans], stack)}"
             lines.append(_line(where, entry.owner, entry.counts, entry.hosts))
         else:
             lines.append(_line(entry.unit.name, entry.owner, entry.counts, entry.hosts))
     return lines
+
+
+def _regions(where: Sequence[str], units: Sequence[Unit], stack: str | None) -> str:
+    """``where`` said against the regions of ``stack``'s region stacks among ``units``."""
+    among = [u.region for u in units if u.app_stack == stack and u.kind == REGION and u.region]
+    return regions_text(where, among)
 
 
 def totals(changes: Sequence[tuple[str, str]]) -> str:
@@ -167,9 +172,8 @@ def outcomes(done: Sequence[Done], units: Sequence[Unit]) -> list[str]:
             lines.append(f"{entry.unit.name}: {entry.counts()} ({entry.seconds:.0f} s)")
             continue
         stack = entry.unit.app_stack
-        among = [u.region for u in units if u.app_stack == stack and u.kind == REGION and u.region]
         fastest, slowest = f"{entry.seconds:.0f}", f"{entry.slowest:.0f}"
         span = fastest if fastest == slowest else f"{fastest}-{slowest}"
-        where = regions_text(entry.regions, among)
+        where = _regions(entry.regions, units, stack)
         lines.append(f"{stack} in {where}: {entry.counts()} ({span} s each)")
     return lines
